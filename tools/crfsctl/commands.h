@@ -1,0 +1,16 @@
+// commands.h - crfsctl subcommands. Each takes the arguments after its name
+// and returns the process exit status (0 success, 1 failure, 2 usage).
+#pragma once
+
+#include <span>
+#include <string_view>
+
+namespace crfs::ctl {
+
+using Args = std::span<const std::string_view>;
+
+int DecodeCommand(Args args);
+int ExampleCommand(Args args);
+int HashCommand(Args args);
+
+}  // namespace crfs::ctl

@@ -1,0 +1,44 @@
+// crfsctl - the crfs administration tool.
+#include <cstdio>
+#include <string_view>
+#include <vector>
+
+#include "tools/crfsctl/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: crfsctl COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  decode [FILE|-]          print a capture of CRFS frames in snoop form\n"
+    "  example mkdir [-o FILE]  write an example capture of a session that\n"
+    "                           creates a directory (default: stdout)\n"
+    "  hash NAME...             print btrfs name hashes (DIR_ITEM key offsets)\n"
+    "  help                     this text\n";
+
+struct Command {
+  std::string_view name;
+  int (*run)(crfs::ctl::Args);
+};
+
+constexpr Command kCommands[] = {
+    {"decode", crfs::ctl::DecodeCommand},
+    {"example", crfs::ctl::ExampleCommand},
+    {"hash", crfs::ctl::HashCommand},
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  if (args.empty() || args[0] == "help" || args[0] == "--help" || args[0] == "-h") {
+    std::fputs(kUsage, args.empty() ? stderr : stdout);
+    return args.empty() ? 2 : 0;
+  }
+  for (const Command& c : kCommands) {
+    if (args[0] == c.name) return c.run(crfs::ctl::Args(args).subspan(1));
+  }
+  std::fprintf(stderr, "crfsctl: unknown command '%.*s'\n%s", static_cast<int>(args[0].size()), args[0].data(), kUsage);
+  return 2;
+}
