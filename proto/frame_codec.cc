@@ -1,4 +1,5 @@
 // frame_codec.cc - frame headers and message payloads.
+#include <array>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -369,12 +370,13 @@ Status ReadAlternative(Reader* r, Message* out) {
   return Read(r, &std::get<I>(*out));
 }
 
+// The dispatch table: entry t-1 decodes message type t.
+using ReadFn = Status (*)(Reader*, Message*);
 template <size_t... I>
-Status ReadByType(uint16_t type, Reader* r, Message* out, std::index_sequence<I...>) {
-  Status s(Code::kUnknownType, "message type " + std::to_string(type));
-  ((type == I + 1 ? (s = ReadAlternative<I>(r, out), true) : false) || ...);
-  return s;
+constexpr std::array<ReadFn, sizeof...(I)> MakeReaders(std::index_sequence<I...>) {
+  return {&ReadAlternative<I>...};
 }
+constexpr auto kReaders = MakeReaders(std::make_index_sequence<std::variant_size_v<Message>>{});
 
 }  // namespace
 
@@ -411,7 +413,8 @@ Result<Frame> DecodePayload(const Header& h, Bytes payload) {
   f.id = h.id;
   f.info = h.info;
   Reader r(payload);
-  Status s = ReadByType(h.type, &r, &f.msg, std::make_index_sequence<std::variant_size_v<Message>>{});
+  if (h.type == 0 || h.type > kReaders.size()) return Bad(Code::kUnknownType, "message type " + std::to_string(h.type));
+  Status s = kReaders[h.type - 1](&r, &f.msg);
   if (!s.ok()) return Status(s.code(), std::string(MessageTypeName(h.type)) + ": " + s.message());
   s = r.ExpectEnd(MessageTypeName(h.type));
   if (!s.ok()) return s;

@@ -110,7 +110,8 @@ struct Printer {
       }
     } else if (auto* r = std::get_if<InodeRefs>(&body)) {
       for (const InodeRefEntry& e : r->refs) {
-        Line(in, "iref index " + U64(e.index, Num::kMaybeProvisional) + Printf(" len %zu name ", e.name.size()) + Quote(e.name));
+        Line(in, "iref index " + U64(e.index, Num::kMaybeProvisional) + Printf(" len %zu name ", e.name.size()) +
+                     Quote(e.name));
       }
     } else if (auto* x = std::get_if<Xattrs>(&body)) {
       for (const XattrEntry& e : x->entries) {
@@ -186,7 +187,8 @@ struct Printer {
     if (m.flags & CRFS_TRANS_R_DURABLE) flags += flags.empty() ? "DURABLE" : "|DURABLE";
     Line(2, Printf("trans-reply generation %" PRIu64 " flags %s map %zu", m.generation,
                    flags.empty() ? "0" : flags.c_str(), m.map.size()));
-    for (const TransMapEntry& e : m.map) Line(4, "map " + U64(e.provisional, Num::kMaybeProvisional) + " -> " + U64(e.real, Num::kDecimal));
+    for (const TransMapEntry& e : m.map)
+      Line(4, "map " + U64(e.provisional, Num::kMaybeProvisional) + " -> " + U64(e.real, Num::kDecimal));
   }
   void operator()(const Durable& m) { Line(2, Printf("durable generation %" PRIu64, m.generation)); }
 };

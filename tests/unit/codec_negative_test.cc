@@ -128,7 +128,11 @@ const Case kCases[] = {
      },
      Code::kTruncated, "frame announces 8 payload bytes, 7 present"},
     {"request with id 0", [] { return Enc(Msg(Ping{}, 0)); }, Code::kBadValue, "id 0"},
-    {"revoke with an id", [] { return Enc(Msg(Revoke{1, CRFS_LOCK_NONE}, 5)); }, Code::kBadValue, "nonzero id"},
+    {"revoke with an id",
+     [] {
+       return Enc(Msg(Revoke{1, CRFS_LOCK_NONE}, 5));
+     },
+     Code::kBadValue, "nonzero id"},
     {"info on a request",
      [] {
        Buf b = Enc(Msg(Ping{}));
@@ -160,11 +164,20 @@ const Case kCases[] = {
        return b;
      },
      Code::kLengthMismatch, "trailing"},
-    {"query min above max", [] { return Enc(Msg(ItemQuery{{5, 0, 0}, {5, 0, 0}, {4, 0, 0}, 100})); },
+    {"query min above max",
+     [] {
+       return Enc(Msg(ItemQuery{{5, 0, 0}, {5, 0, 0}, {4, 0, 0}, 100}));
+     },
      Code::kOutOfOrder, "max is below min"},
-    {"query key outside range", [] { return Enc(Msg(ItemQuery{{9, 0, 0}, {1, 0, 0}, {5, 0, 0}, 100})); },
+    {"query key outside range",
+     [] {
+       return Enc(Msg(ItemQuery{{9, 0, 0}, {1, 0, 0}, {5, 0, 0}, 100}));
+     },
      Code::kOutOfOrder, "outside"},
-    {"query of zero bytes", [] { return Enc(Msg(ItemQuery{{1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0})); },
+    {"query of zero bytes",
+     [] {
+       return Enc(Msg(ItemQuery{{1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0}));
+     },
      Code::kBadValue, "query bytes 0"},
     {"ping with a payload",
      [] {
@@ -174,12 +187,17 @@ const Case kCases[] = {
        return b;
      },
      Code::kLengthMismatch, "trailing"},
-    {"lock mode none", [] { return Enc(Msg(Lock{{1, 0, 0}, {2, 0, 0}, CRFS_LOCK_NONE})); }, Code::kBadValue,
-     "lock mode 0"},
-    {"revoke leaving a write grant", [] { return Enc(Msg(Revoke{1, CRFS_LOCK_WRITE}, 0)); }, Code::kBadValue,
-     "write grant"},
-    {"final reply text with NUL", [] { return Enc(Msg(FinalReply{std::string("a\0b", 3)})); }, Code::kBadValue,
-     "NUL"},
+    {"lock mode none",
+     [] {
+       return Enc(Msg(Lock{{1, 0, 0}, {2, 0, 0}, CRFS_LOCK_NONE}));
+     },
+     Code::kBadValue, "lock mode 0"},
+    {"revoke leaving a write grant",
+     [] {
+       return Enc(Msg(Revoke{1, CRFS_LOCK_WRITE}, 0));
+     },
+     Code::kBadValue, "write grant"},
+    {"final reply text with NUL", [] { return Enc(Msg(FinalReply{std::string("a\0b", 3)})); }, Code::kBadValue, "NUL"},
     {"final reply text too long",
      [] {
        Buf b = Enc(Msg(FinalReply{std::string(CRFS_MAX_ERROR_TEXT, 'x')}));
@@ -212,8 +230,11 @@ const Case kCases[] = {
        return b;
      },
      Code::kBadValue, "magic"},
-    {"hello version range empty", [] { return Enc(Msg(Hello{2, 1, 0, 65536, {}})); }, Code::kBadValue,
-     "version range"},
+    {"hello version range empty",
+     [] {
+       return Enc(Msg(Hello{2, 1, 0, 65536, {}}));
+     },
+     Code::kBadValue, "version range"},
     {"hello capability over the limit",
      [] {
        Buf b = Enc(Msg(Hello{}));
@@ -320,7 +341,7 @@ const Case kCases[] = {
     {"unknown item type",
      [] {
        Buf b = Enc(DirRange({Dent("a")}));
-       Put(b, P + 8, 0, 1);  // min type 0 ..
+       Put(b, P + 8, 0, 1);          // min type 0 ..
        Put(b, P + 17 + 8, 0xff, 1);  // .. max type 0xff so the key stays inside
        Put(b, kItem0 + 8, 200, 1);
        return b;
@@ -398,12 +419,20 @@ const Case kCases[] = {
        return RawItem(CRFS_INODE_ITEM_KEY, body);
      },
      Code::kBadValue, "file type"},
-    {"inode ref name past the item", [] { return RawItem(CRFS_INODE_REF_KEY, {2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 'a'}); },
+    {"inode ref name past the item",
+     [] {
+       return RawItem(CRFS_INODE_REF_KEY, {2, 0, 0, 0, 0, 0, 0, 0, 9, 0, 'a'});
+     },
      Code::kTruncated, "inode ref name"},
     {"xattr value over 64 KiB",
-     [] { return RawItem(CRFS_XATTR_ITEM_KEY, {1, 0, 0x71, 0x11, 0x01, 0x00, 'a'}); }, Code::kTooLarge,
-     "value_len 70001"},
-    {"xattr value past the item", [] { return RawItem(CRFS_XATTR_ITEM_KEY, {1, 0, 5, 0, 0, 0, 'a', 'b'}); },
+     [] {
+       return RawItem(CRFS_XATTR_ITEM_KEY, {1, 0, 0x71, 0x11, 0x01, 0x00, 'a'});
+     },
+     Code::kTooLarge, "value_len 70001"},
+    {"xattr value past the item",
+     [] {
+       return RawItem(CRFS_XATTR_ITEM_KEY, {1, 0, 5, 0, 0, 0, 'a', 'b'});
+     },
      Code::kTruncated, "xattr value"},
     {"extent with too few checksums",
      [] {
@@ -506,8 +535,10 @@ const Case kCases[] = {
      },
      Code::kBadCount, "nr_map 2"},
     {"trans reply maps a real objectid",
-     [] { return Enc(Msg(TransReply{1, CRFS_TRANS_R_APPLIED, {{300, 301}}})); }, Code::kBadValue,
-     "non-provisional"},
+     [] {
+       return Enc(Msg(TransReply{1, CRFS_TRANS_R_APPLIED, {{300, 301}}}));
+     },
+     Code::kBadValue, "non-provisional"},
     // ---- data
     {"data with the wrong checksum count",
      [] {
@@ -536,7 +567,10 @@ const Case kCases[] = {
        return b;
      },
      Code::kBadValue, "overflows"},
-    {"read larger than the data limit", [] { return Enc(Msg(DataRead{257, 0, CRFS_MAX_DATA_BYTES + 1})); },
+    {"read larger than the data limit",
+     [] {
+       return Enc(Msg(DataRead{257, 0, CRFS_MAX_DATA_BYTES + 1}));
+     },
      Code::kBadValue, "read len 65537"},
 };
 

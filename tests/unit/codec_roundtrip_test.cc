@@ -90,9 +90,9 @@ TEST(CodecRoundTrip, LargestDataAndRangeFit) {
 
   ItemRange r{{400, 0, 0}, {400, 0xff, ~0ull}, {}};
   for (uint64_t i = 0; i < 5000; i++) {
-    r.items.push_back(Item{{400, CRFS_DIR_INDEX_KEY, i + 2},
-                           DirEntries{{DirEntry{{1000 + i, CRFS_INODE_ITEM_KEY, 0}, 1, CRFS_FT_REG_FILE,
-                                                "file-" + std::to_string(i)}}}});
+    r.items.push_back(Item{
+        {400, CRFS_DIR_INDEX_KEY, i + 2},
+        DirEntries{{DirEntry{{1000 + i, CRFS_INODE_ITEM_KEY, 0}, 1, CRFS_FT_REG_FILE, "file-" + std::to_string(i)}}}});
   }
   b = EncodeFrame(Frame{2, 0, r});
   ASSERT_TRUE(b.ok()) << b.status().ToString();
@@ -159,10 +159,10 @@ TEST(WireLayout, HelloMatchesTheStruct) {
 
 TEST(WireLayout, RangeItemsAndDirEntryMatchTheStructs) {
   const std::string name = "some-dir";
-  ItemRange r{{256, CRFS_DIR_ITEM_KEY, 5},
-              {256, CRFS_DIR_ITEM_KEY, 5},
-              {Item{{256, CRFS_DIR_ITEM_KEY, 5},
-                    DirEntries{{DirEntry{{258, CRFS_INODE_ITEM_KEY, 0}, 8, CRFS_FT_DIR, name}}}}}};
+  ItemRange r{
+      {256, CRFS_DIR_ITEM_KEY, 5},
+      {256, CRFS_DIR_ITEM_KEY, 5},
+      {Item{{256, CRFS_DIR_ITEM_KEY, 5}, DirEntries{{DirEntry{{258, CRFS_INODE_ITEM_KEY, 0}, 8, CRFS_FT_DIR, name}}}}}};
   auto bytes = Encoded(Frame{1, 0, r});
   std::vector<uint8_t> payload(bytes.begin() + kHeaderSize, bytes.end());
 

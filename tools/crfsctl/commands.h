@@ -12,5 +12,6 @@ using Args = std::span<const std::string_view>;
 int DecodeCommand(Args args);
 int ExampleCommand(Args args);
 int HashCommand(Args args);
+int CsumCommand(Args args);
 
 }  // namespace crfs::ctl

@@ -15,6 +15,7 @@ constexpr char kUsage[] =
     "  example mkdir [-o FILE]  write an example capture of a session that\n"
     "                           creates a directory (default: stdout)\n"
     "  hash NAME...             print btrfs name hashes (DIR_ITEM key offsets)\n"
+    "  csum FILE                print the crc32c of each 4 KiB data block\n"
     "  help                     this text\n";
 
 struct Command {
@@ -26,6 +27,7 @@ constexpr Command kCommands[] = {
     {"decode", crfs::ctl::DecodeCommand},
     {"example", crfs::ctl::ExampleCommand},
     {"hash", crfs::ctl::HashCommand},
+    {"csum", crfs::ctl::CsumCommand},
 };
 
 }  // namespace
