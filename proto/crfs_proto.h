@@ -275,12 +275,17 @@ struct crfs_extent_data {
 
 /* TRANS_FRAG: a fragment of a transaction; the header id names the
  * transaction. Followed by nr_ranges struct crfs_item_range laid end to
- * end, filling the payload exactly. The fragment with `last` set commits. */
+ * end, filling the payload exactly. The fragment with `last` set commits.
+ * base_generation is the tenant generation the client's view of the ranges
+ * comes from: the server refuses the transaction (ESTALE) if anything the
+ * ranges cover changed after it. 0 means "I hold WRITE grants covering
+ * every range" instead. All fragments of a transaction carry the same. */
 struct crfs_msg_trans_frag {
 	__le32 frag_nr; /* 0, 1, 2, ... within the transaction */
 	__u8 last;      /* 0 or 1 */
 	__u8 flags;     /* CRFS_TRANS_F_* */
 	__le16 nr_ranges;
+	__le64 base_generation;
 } CRFS_PACKED;
 
 /* Reply only after the transaction is durable, not merely applied. */
@@ -412,7 +417,7 @@ CRFS_STATIC_ASSERT(sizeof(struct crfs_dir_item) == 28, "dir_item");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_inode_ref) == 10, "inode_ref");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_xattr_item) == 6, "xattr_item");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_extent_data) == 16, "extent_data");
-CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_frag) == 8, "trans_frag");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_frag) == 16, "trans_frag");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_reply) == 16, "trans_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_trans_map_entry) == 16, "map_entry");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_durable) == 8, "durable");

@@ -80,6 +80,7 @@ Status Read(Reader* r, TransFrag* m) {
   CRFS_RETURN_IF_ERROR(r->U8(&last, "frag last"));
   CRFS_RETURN_IF_ERROR(r->U8(&m->flags, "frag flags"));
   CRFS_RETURN_IF_ERROR(r->Le16(&nr_ranges, "frag nr_ranges"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&m->base_generation, "frag base_generation"));
   if (last > 1) return Bad(Code::kBadValue, "frag last is " + std::to_string(last) + ", not 0 or 1");
   if (m->flags & ~CRFS_TRANS_F_ALL) return Bad(Code::kBadValue, "frag has unknown flags");
   if (nr_ranges == 0 || nr_ranges > CRFS_MAX_FRAG_RANGES) {
@@ -269,6 +270,7 @@ Status Write(Writer* w, const TransFrag& m) {
   w->U8(m.last ? 1 : 0);
   w->U8(m.flags);
   w->Le16(static_cast<uint16_t>(m.ranges.size()));
+  w->Le64(m.base_generation);
   for (const ItemRange& range : m.ranges) CRFS_RETURN_IF_ERROR(internal::WriteRange(w, range));
   return Status::Ok();
 }

@@ -145,6 +145,7 @@ struct TransFrag {
   uint32_t frag_nr = 0;
   bool last = false;
   uint8_t flags = 0;
+  uint64_t base_generation = 0;
   std::vector<ItemRange> ranges;
   bool operator==(const TransFrag&) const = default;
 };

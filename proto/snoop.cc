@@ -151,7 +151,8 @@ struct Printer {
                 FormatKey(m.max) + Printf(" lease_ms %u", m.lease_ms));
   }
   void operator()(const TransFrag& m) {
-    Line(2, Printf("frag nr %u last %d flags 0x%x ranges %zu", m.frag_nr, m.last ? 1 : 0, m.flags, m.ranges.size()));
+    Line(2, Printf("frag nr %u last %d flags 0x%x base %" PRIu64 " ranges %zu", m.frag_nr, m.last ? 1 : 0, m.flags,
+                   m.base_generation, m.ranges.size()));
     for (const ItemRange& r : m.ranges) Range(4, r);
   }
   void operator()(const Revoke& m) {

@@ -18,13 +18,13 @@ expect '  query key (256.0.0) min (256.0.0) max (256.~0.~0) bytes 4028'
 expect '  range nr 4 min (256.0.0) max (256.~0.~0)'
 expect '      ino sz 18 nlink 1 uid 0 gid 0 mode DIR|0755'
 expect 'type 6 [CRFS_MSG_TRANS_FRAG]'
-expect '  frag nr 0 last 1 flags 0x0 ranges 3'
+expect '  frag nr 0 last 1 flags 0x0 base 7 ranges 3'
 expect "        dent len 8 type 2 [CRFS_FT_DIR] name 'some-dir' loc (p0.i.0)"
 expect "    range nr 1 min (256.d.0x8513b709) max (256.d.0x8513b709)"
 expect '    map p0 -> 258'
 expect "      iref index 3 len 8 name 'some-dir'"
 expect "  data ino 257 off 0 len 12 csums 1 [ok] data 'hello world\\x0a'"
-expect 'header id 6 info 17 bytes 39 type 1 [CRFS_MSG_FINAL_REPLY] EEXIST'
+expect 'header id 6 info 116 bytes 66 type 1 [CRFS_MSG_FINAL_REPLY] ESTALE'
 grep -qF '17 frames' "$work/err" || fail "summary line missing"
 # The DIR_ITEM offset printed is btrfs's hash of the name.
 [ "$("$crfsctl" hash some-dir | cut -f1)" = $((0x8513b709)) ] || fail "hash of some-dir"

@@ -34,6 +34,7 @@ static_assert(offsetof(struct crfs_item, offset) == 17);
 static_assert(offsetof(struct crfs_inode_item, mode) == 44);
 static_assert(offsetof(struct crfs_extent_data, nr_csums) == 14);
 static_assert(offsetof(struct crfs_msg_trans_frag, nr_ranges) == 6);
+static_assert(offsetof(struct crfs_msg_trans_frag, base_generation) == 8);
 
 /* Fields decode with the kernel's own accessors. */
 static u64 __maybe_unused crfs_test_payload_bytes(const struct crfs_header *h)

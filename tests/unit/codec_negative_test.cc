@@ -479,50 +479,50 @@ const Case kCases[] = {
     // ---- transactions
     {"fragment with no ranges",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange()}}));
        Put(b, P + 6, 0, 2);
        return b;
      },
      Code::kBadCount, "nr_ranges 0"},
     {"fragment nr_ranges cannot fit (no allocation)",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange()}}));
        Put(b, P + 6, CRFS_MAX_FRAG_RANGES, 2);
        return b;
      },
      Code::kBadCount, "cannot fit"},
     {"fragment nr_ranges past the limit",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange()}}));
        Put(b, P + 6, 60000, 2);
        return b;
      },
      Code::kBadCount, "nr_ranges 60000"},
     {"fragment claims fewer ranges than present",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange(), testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange(), testing::SampleRange()}}));
        Put(b, P + 6, 1, 2);
        return b;
      },
      Code::kLengthMismatch, "trailing"},
     {"fragment last is 2",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange()}}));
        Put(b, P + 4, 2, 1);
        return b;
      },
      Code::kBadValue, "last is 2"},
     {"fragment unknown flags",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange()}}));
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange()}}));
        Put(b, P + 5, 0x80, 1);
        return b;
      },
      Code::kBadValue, "unknown flags"},
     {"error inside the second range is located",
      [] {
-       Buf b = Enc(Msg(TransFrag{0, true, 0, {testing::SampleRange(), testing::SampleRange()}}));
-       size_t second = P + 8 + Get(b, P + 8 + 38, 4);
+       Buf b = Enc(Msg(TransFrag{0, true, 0, 7, {testing::SampleRange(), testing::SampleRange()}}));
+       size_t second = P + sizeof(crfs_msg_trans_frag) + Get(b, P + sizeof(crfs_msg_trans_frag) + 38, 4);
        Put(b, second + 34, 0xffffffffu, 4);
        return b;
      },

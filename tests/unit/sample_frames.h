@@ -90,7 +90,7 @@ inline std::vector<Frame> SampleFrames() {
       Frame{4, 0, SampleRange()},
       Frame{5, 0, Lock{a, b, CRFS_LOCK_WRITE}},
       Frame{6, 0, Grant{77, a, b, CRFS_LOCK_READ, 30000}},
-      Frame{7, 0, TransFrag{3, true, CRFS_TRANS_F_SYNC, {SampleRange(), second, empty}}},
+      Frame{7, 0, TransFrag{3, true, CRFS_TRANS_F_SYNC, 0x0102030405060708ull, {SampleRange(), second, empty}}},
       Frame{0, 0, Revoke{77, CRFS_LOCK_READ}},
       Frame{8, 0, Release{77, CRFS_LOCK_NONE}},
       Frame{9, 0, Hello{1, 1, 0, 65536, {1, 2, 3, 4, 5}}},

@@ -2,7 +2,7 @@
 // with the codec. The values are what crfsd would send for a fresh tenant
 // subvolume holding one file, hello.txt; the session reads the root
 // directory, creates some-dir in one transaction, reads it back, reads the
-// file, and repeats the mkdir (which fails with EEXIST). It exists to show
+// file, and replays the mkdir from its stale view (refused: ESTALE). It exists to show
 // the protocol and to feed `crfsctl decode`, before a server exists.
 #include <cerrno>
 #include <cstdio>
@@ -71,6 +71,7 @@ std::vector<Frame> MkdirSession() {
   TransFrag mkdir{0,
                   true,
                   0,
+                  7,  // the generation the client read the root directory at
                   {ItemRange{{kRoot, CRFS_DIR_ITEM_KEY, hash_dir},
                              {kRoot, CRFS_DIR_ITEM_KEY, hash_dir},
                              {DirItem(kRoot, CRFS_DIR_ITEM_KEY, hash_dir, kP0, CRFS_FT_DIR, dir)}},
@@ -103,9 +104,10 @@ std::vector<Frame> MkdirSession() {
   f.push_back({5, 0, d});
   f.push_back({5, 0, FinalReply{}});
 
-  // The same mkdir again: refused, nothing changes.
+  // The same mkdir again, still based on generation 7: the directory has
+  // changed since (generation 8), so the server refuses it and nothing changes.
   f.push_back({6, 0, mkdir});
-  f.push_back({6, EEXIST, FinalReply{"some-dir: entry exists in directory 256"}});
+  f.push_back({6, ESTALE, FinalReply{"range (256.d.0x8513b709): directory 256 changed after generation 7"}});
   return f;
 }
 
