@@ -252,13 +252,15 @@ struct crfs_xattr_item {
 enum crfs_extent_type {
 	CRFS_EXTENT_INLINE = 0, /* the item carries `len` bytes of data */
 	CRFS_EXTENT_HOLE = 1,   /* `len` bytes that read as zeros, no data */
+	CRFS_EXTENT_REG = 2,    /* `len` bytes of data kept by the server: read
+				 * them with DATA_READ; no data, no checksums */
 };
 
 /*
  * EXTENT_DATA body, key (ino, EXTENT_DATA, file offset). For INLINE extents
  * the struct is followed by nr_csums __le32 crc32c values, one per
  * CRFS_DATA_BLOCK_SIZE block of data (the last may be short), then `len`
- * bytes of data. HOLE extents have nr_csums 0 and no data. A symlink's
+ * bytes of data. HOLE and REG extents have nr_csums 0 and no data. A symlink's
  * target is the inline extent at offset 0 of the symlink inode.
  */
 struct crfs_extent_data {

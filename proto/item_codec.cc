@@ -195,8 +195,9 @@ Status ReadExtentData(Reader* r, ExtentData* e) {
   switch (e->type) {
     case CRFS_EXTENT_INLINE: return ReadCsummedData(r, e->len, nr_csums, &e->csums, &e->data);
     case CRFS_EXTENT_HOLE:
-      if (nr_csums != 0) return Bad(Code::kBadCount, "hole extent carries checksums");
-      return r->ExpectEnd("hole extent");
+    case CRFS_EXTENT_REG:
+      if (nr_csums != 0) return Bad(Code::kBadCount, "hole or regular extent carries checksums");
+      return r->ExpectEnd("hole or regular extent");
   }
   return Bad(Code::kUnknownType, "extent type " + std::to_string(e->type));
 }
@@ -206,8 +207,8 @@ Status WriteExtentData(Writer* w, const ExtentData& e) {
                                        e.csums.size() != DataBlockCount(e.len, CRFS_DATA_BLOCK_SIZE))) {
     return Bad(Code::kInvalidArgument, "inline extent len, data and checksums disagree");
   }
-  if (e.type == CRFS_EXTENT_HOLE && (!e.data.empty() || !e.csums.empty())) {
-    return Bad(Code::kInvalidArgument, "hole extent with data or checksums");
+  if (e.type != CRFS_EXTENT_INLINE && (!e.data.empty() || !e.csums.empty())) {
+    return Bad(Code::kInvalidArgument, "hole or regular extent with data or checksums");
   }
   w->Le64(e.generation);
   w->Le32(e.len);

@@ -119,8 +119,9 @@ struct Printer {
                      Printf(" value len %zu ", e.value.size()) + Quote(e.value, 32));
       }
     } else if (auto* e = std::get_if<ExtentData>(&body)) {
-      if (e->type == CRFS_EXTENT_HOLE) {
-        Line(in, Printf("extent hole gen %" PRIu64 " len %u", e->generation, e->len));
+      if (e->type != CRFS_EXTENT_INLINE) {
+        Line(in, Printf("extent %s gen %" PRIu64 " len %u", e->type == CRFS_EXTENT_HOLE ? "hole" : "reg", e->generation,
+                        e->len));
       } else {
         Line(in, Printf("extent inline gen %" PRIu64 " len %u ", e->generation, e->len) + Data(e->data, e->csums));
       }

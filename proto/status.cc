@@ -15,6 +15,7 @@ const char* CodeName(Code code) {
     case Code::kChecksum: return "checksum mismatch";
     case Code::kInvalidArgument: return "invalid argument";
     case Code::kIo: return "i/o error";
+    case Code::kRemote: return "server error";
   }
   return "unknown code";
 }

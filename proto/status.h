@@ -27,6 +27,7 @@ enum class Code {
   kChecksum,         // a crc32c does not match its data
   kInvalidArgument,  // a caller (not the peer) passed something invalid
   kIo,               // an operating-system call failed
+  kRemote,           // the peer answered a request with an error (errno)
 };
 
 // Returns a short stable name such as "truncated"; never null.

@@ -469,6 +469,14 @@ const Case kCases[] = {
        return RawItem(CRFS_EXTENT_DATA_KEY, body);
      },
      Code::kBadCount, "hole"},
+    {"regular extent with data",
+     [] {
+       Buf body = ExtentBody(100);
+       Put(body, 12, CRFS_EXTENT_REG, 1);
+       Put(body, 14, 0, 2);
+       return RawItem(CRFS_EXTENT_DATA_KEY, body);
+     },
+     Code::kLengthMismatch, "trailing"},
     {"extent reserved byte set",
      [] {
        Buf body = ExtentBody(100);

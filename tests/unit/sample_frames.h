@@ -61,6 +61,8 @@ inline ItemRange SampleRange() {
                             DirEntries{{DirEntry{{300, CRFS_INODE_ITEM_KEY, 0}, 5, CRFS_FT_REG_FILE, "x"}}}},
                        Item{{257, CRFS_EXTENT_DATA_KEY, 0}, SampleInlineExtent(5000)},
                        Item{{257, CRFS_EXTENT_DATA_KEY, 8192}, hole},
+          Item{{257, CRFS_EXTENT_DATA_KEY, 8192 + (1 << 20)},
+               ExtentData{5, CRFS_EXTENT_REG, 1 << 30, {}, {}}},
                    }};
 }
 

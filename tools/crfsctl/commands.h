@@ -13,5 +13,6 @@ int DecodeCommand(Args args);
 int ExampleCommand(Args args);
 int HashCommand(Args args);
 int CsumCommand(Args args);
+int TenantCommand(Args args);
 
 }  // namespace crfs::ctl

@@ -16,6 +16,8 @@ constexpr char kUsage[] =
     "                           creates a directory (default: stdout)\n"
     "  hash NAME...             print btrfs name hashes (DIR_ITEM key offsets)\n"
     "  csum FILE                print the crc32c of each 4 KiB data block\n"
+    "  tenant add --config FILE NAME   create a configured tenant's subvolume\n"
+    "  tenant list --config FILE       list tenants and their storage\n"
     "  help                     this text\n";
 
 struct Command {
@@ -28,6 +30,7 @@ constexpr Command kCommands[] = {
     {"example", crfs::ctl::ExampleCommand},
     {"hash", crfs::ctl::HashCommand},
     {"csum", crfs::ctl::CsumCommand},
+    {"tenant", crfs::ctl::TenantCommand},
 };
 
 }  // namespace

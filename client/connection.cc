@@ -1,0 +1,277 @@
+#include "client/connection.h"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proto/checksum.h"
+#include "proto/codec.h"
+
+namespace crfs::client {
+namespace {
+
+constexpr unsigned char kAlpn[] = {6, 'c', 'r', 'f', 's', '/', '1'};
+
+Status TlsFail(const std::string& what) {
+  unsigned long e = ERR_get_error();
+  char buf[256] = "";
+  if (e) ERR_error_string_n(e, buf, sizeof(buf));
+  ERR_clear_error();
+  return Status(Code::kIo, what + (buf[0] ? std::string(": ") + buf : ""));
+}
+
+Result<int> Dial(const ConnectOptions& o) {
+  struct addrinfo hints {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  struct addrinfo* ai = nullptr;
+  const std::string port = std::to_string(o.port);
+  int rc = getaddrinfo(o.host.c_str(), port.c_str(), &hints, &ai);
+  if (rc != 0) return Status(Code::kIo, o.host + ": " + gai_strerror(rc));
+  int fd = -1, err = 0;
+  for (struct addrinfo* a = ai; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0 && connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      err = errno;
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(ai);
+  if (fd < 0) return Status(Code::kIo, "connect " + o.host + ":" + port + ": " + strerror(err));
+  struct timeval tv {o.timeout_ms / 1000, (o.timeout_ms % 1000) * 1000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  return fd;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& o) {
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) return TlsFail("SSL_CTX_new");
+  auto fail_ctx = [&](const std::string& what) {
+    Status s = TlsFail(what);
+    SSL_CTX_free(ctx);
+    return s;
+  };
+  if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1) return fail_ctx("TLS 1.3");
+  if (SSL_CTX_load_verify_locations(ctx, o.ca.c_str(), nullptr) != 1) return fail_ctx("CA " + o.ca);
+  if (!o.cert.empty() && SSL_CTX_use_certificate_chain_file(ctx, o.cert.c_str()) != 1) {
+    return fail_ctx("certificate " + o.cert);
+  }
+  if (!o.key.empty() && SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return fail_ctx("key " + o.key);
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  if (SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn)) != 0) return fail_ctx("ALPN");
+  auto fd = Dial(o);
+  if (!fd.ok()) {
+    SSL_CTX_free(ctx);
+    return fd.status();
+  }
+  SSL* ssl = SSL_new(ctx);
+  std::unique_ptr<Connection> c(new Connection(*fd, ctx, ssl));
+  if (!ssl || SSL_set_fd(ssl, *fd) != 1) return TlsFail("SSL_new");
+  // The server must prove the name or address we dialled.
+  unsigned char ip[16];
+  if (inet_pton(AF_INET, o.host.c_str(), ip) == 1 || inet_pton(AF_INET6, o.host.c_str(), ip) == 1) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str());
+  } else {
+    SSL_set1_host(ssl, o.host.c_str());
+    SSL_set_tlsext_host_name(ssl, o.host.c_str());
+  }
+  ERR_clear_error();
+  if (SSL_connect(ssl) != 1) {
+    long v = SSL_get_verify_result(ssl);
+    if (v != X509_V_OK) return Status(Code::kIo, std::string("server certificate: ") + X509_verify_cert_error_string(v));
+    return TlsFail("TLS handshake with " + o.host);
+  }
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  if (alpn_len != 6 || std::memcmp(alpn, "crfs/1", 6) != 0) return Status(Code::kIo, "server did not agree to crfs/1");
+  if (o.send_hello) CRFS_RETURN_IF_ERROR(c->Hello(o));
+  return c;
+}
+
+Connection::~Connection() {
+  if (ssl_) {
+    SSL_shutdown(ssl_);
+    SSL_free(ssl_);
+  }
+  close(fd_);
+  SSL_CTX_free(ctx_);
+}
+
+Status Connection::Hello(const ConnectOptions& o) {
+  proto::Hello h;
+  h.max_payload = o.max_payload;
+  auto replies = Call(h);
+  if (!replies.ok()) return replies.status();
+  CRFS_RETURN_IF_ERROR(Check(replies->back()));
+  if (replies->size() != 2 || !std::holds_alternative<proto::HelloReply>((*replies)[0].msg)) {
+    return Status(Code::kBadValue, "HELLO was not answered with HELLO_REPLY");
+  }
+  hello_ = std::get<proto::HelloReply>((*replies)[0].msg);
+  if (hello_.version != CRFS_PROTO_VERSION) return Status(Code::kBadValue, "server chose an unknown version");
+  return Status::Ok();
+}
+
+Status Connection::SendBytes(const std::vector<uint8_t>& bytes) {
+  size_t off = 0;
+  while (off < bytes.size()) {
+    ERR_clear_error();
+    int n = SSL_write(ssl_, bytes.data() + off, static_cast<int>(std::min<size_t>(bytes.size() - off, 1 << 20)));
+    if (n <= 0) return TlsFail("send");
+    off += static_cast<size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Result<proto::Frame> Connection::Receive() {
+  uint8_t buf[65536];
+  for (;;) {
+    auto f = in_.Pop();
+    if (!f.ok()) return f.status();
+    if (*f) return std::move(**f);
+    ERR_clear_error();
+    int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));
+    if (n <= 0) {
+      int e = SSL_get_error(ssl_, n);
+      if (e == SSL_ERROR_ZERO_RETURN) return Status(Code::kIo, "server closed the session");
+      if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return Status(Code::kIo, "timed out waiting for the server");
+      }
+      return TlsFail("receive");
+    }
+    CRFS_RETURN_IF_ERROR(in_.Push(proto::Bytes(buf, static_cast<size_t>(n))));
+  }
+}
+
+Result<std::vector<proto::Frame>> Connection::Call(proto::Message request) {
+  const uint64_t id = next_id_++;
+  auto bytes = proto::EncodeFrame(proto::Frame{id, 0, std::move(request)});
+  if (!bytes.ok()) return bytes.status();
+  CRFS_RETURN_IF_ERROR(SendBytes(*bytes));
+  std::vector<proto::Frame> replies;
+  for (;;) {
+    auto f = Receive();
+    if (!f.ok()) return f.status();
+    if (f->id == 0) continue;  // unsolicited (REVOKE/DURABLE): not used by this client yet
+    if (f->id != id) return Status(Code::kBadValue, "reply to request " + std::to_string(f->id) + ", expected " + std::to_string(id));
+    const bool final = std::holds_alternative<proto::FinalReply>(f->msg);
+    replies.push_back(std::move(*f));
+    if (final) return replies;
+  }
+}
+
+Status Connection::Check(const proto::Frame& final) {
+  if (final.info == 0) return Status::Ok();
+  const char* name = strerrorname_np(static_cast<int>(final.info));
+  const auto& text = std::get<proto::FinalReply>(final.msg).text;
+  return Status(Code::kRemote, std::string(name ? name : "E?") + " (" + std::to_string(final.info) + ")" +
+                                   (text.empty() ? "" : ": " + text));
+}
+
+int Connection::errno_of(const Status& s) {
+  if (s.code() != Code::kRemote) return 0;
+  size_t open = s.message().find('(');
+  return open == std::string::npos ? 0 : std::atoi(s.message().c_str() + open + 1);
+}
+
+Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid) {
+  std::vector<proto::Item> items;
+  const proto::Key max{objectid, 0xff, ~0ull};
+  proto::Key key{objectid, 0, 0};
+  for (;;) {
+    auto replies = Call(proto::ItemQuery{key, key, max, 1 << 20});
+    if (!replies.ok()) return replies.status();
+    CRFS_RETURN_IF_ERROR(Check(replies->back()));
+    proto::Key covered = key;
+    bool any = false;
+    for (auto& f : *replies) {
+      if (auto* r = std::get_if<proto::ItemRange>(&f.msg)) {
+        for (auto& it : r->items) items.push_back(std::move(it));
+        covered = r->max;
+        any = true;
+      }
+    }
+    if (!any) return Status(Code::kBadValue, "query answered without a range");
+    if (!(covered < max)) return items;
+    key = covered;  // the server stopped early: continue after what it covered
+    if (key.offset != ~0ull) {
+      key.offset++;
+    } else if (key.type != 0xff) {
+      key = {key.objectid, static_cast<uint8_t>(key.type + 1), 0};
+    } else {
+      return items;
+    }
+  }
+}
+
+Result<std::vector<uint8_t>> Connection::Read(uint64_t objectid, uint64_t offset, uint32_t len) {
+  std::vector<uint8_t> out;
+  while (out.size() < len) {
+    const uint32_t want = std::min<uint32_t>(len - static_cast<uint32_t>(out.size()), CRFS_MAX_DATA_BYTES);
+    auto replies = Call(proto::DataRead{objectid, offset + out.size(), want});
+    if (!replies.ok()) return replies.status();
+    CRFS_RETURN_IF_ERROR(Check(replies->back()));
+    size_t got = 0;
+    for (auto& f : *replies) {
+      if (auto* d = std::get_if<proto::Data>(&f.msg)) {
+        if (d->objectid != objectid || d->offset != offset + out.size()) {
+          return Status(Code::kBadValue, "DATA reply for the wrong object or offset");
+        }
+        CRFS_RETURN_IF_ERROR(proto::VerifyDataBlockCrcs(d->data, d->csums));
+        out.insert(out.end(), d->data.begin(), d->data.end());
+        got += d->data.size();
+      }
+    }
+    if (got == 0) break;  // end of file
+  }
+  return out;
+}
+
+Result<uint64_t> Connection::Lookup(const std::string& path) {
+  uint64_t ino = hello_.root_objectid;
+  size_t pos = 0;
+  while (pos < path.size()) {
+    size_t slash = path.find('/', pos);
+    std::string name = path.substr(pos, slash == std::string::npos ? std::string::npos : slash - pos);
+    pos = slash == std::string::npos ? path.size() : slash + 1;
+    if (name.empty() || name == ".") continue;
+    if (name == "..") return Status(Code::kInvalidArgument, "'..' in a crfs path");
+    const proto::Key k{ino, CRFS_DIR_ITEM_KEY, proto::BtrfsNameHash(name)};
+    auto replies = Call(proto::ItemQuery{k, k, k, 1 << 16});
+    if (!replies.ok()) return replies.status();
+    CRFS_RETURN_IF_ERROR(Check(replies->back()));
+    bool found = false;
+    for (auto& f : *replies) {
+      auto* r = std::get_if<proto::ItemRange>(&f.msg);
+      for (size_t i = 0; r && i < r->items.size() && !found; i++) {
+        for (const auto& e : std::get<proto::DirEntries>(r->items[i].body).entries) {
+          if (e.name == name) {
+            ino = e.location.objectid;
+            found = true;
+            break;
+          }
+        }
+      }
+    }
+    if (!found) return Status(Code::kRemote, "ENOENT (2): " + path + ": no entry '" + name + "'");
+  }
+  return ino;
+}
+
+}  // namespace crfs::client

@@ -1,0 +1,81 @@
+// connection.h - the crfs client library: one TLS session to crfsd.
+//
+// Connection::Open connects, performs the TLS 1.3 handshake with the
+// tenant's client certificate (ALPN crfs/1, the server verified against the
+// CA and the host name or IP), sends HELLO and checks the HELLO_REPLY.
+// Requests are then synchronous: Call() sends one request and returns its
+// replies up to and including the FINAL_REPLY. Every reply is decoded by
+// proto's codec; a malformed reply ends the connection with an error.
+//
+// Errors: Status; a FINAL_REPLY with a nonzero status becomes Code::kRemote
+// with the errno name and the server's text, and errno_of() tells the errno.
+//
+// Not thread-safe: one thread per Connection.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "proto/frame_stream.h"
+#include "proto/messages.h"
+#include "proto/status.h"
+
+namespace crfs::client {
+
+struct ConnectOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 7420;
+  std::string ca;    // PEM: the CA that issued the server's certificate
+  std::string cert;  // PEM: this client's certificate
+  std::string key;   // PEM: its key
+  uint32_t max_payload = CRFS_MAX_PAYLOAD;
+  int timeout_ms = 30000;  // per send/receive
+  bool send_hello = true;  // false: stop after the TLS handshake (tests)
+};
+
+class Connection {
+ public:
+  static Result<std::unique_ptr<Connection>> Open(const ConnectOptions& options);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  const proto::HelloReply& hello() const { return hello_; }
+
+  // One request; its replies, the FINAL_REPLY last. A nonzero status in the
+  // FINAL_REPLY is still a successful Call (see Check()).
+  Result<std::vector<proto::Frame>> Call(proto::Message request);
+
+  // Every item of `objectid` (following the server's continuations).
+  Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid);
+  // Up to `len` bytes at `offset` (fewer at end of file), checksums verified.
+  Result<std::vector<uint8_t>> Read(uint64_t objectid, uint64_t offset, uint32_t len);
+  // The objectid of `path` ("/a/b"), looked up from the root one name at a time.
+  Result<uint64_t> Lookup(const std::string& path);
+
+  // Raw access for tests: bytes as they are, and one decoded frame.
+  Status SendBytes(const std::vector<uint8_t>& bytes);
+  Result<proto::Frame> Receive();
+
+  // The errno of a Code::kRemote status (0 otherwise).
+  static int errno_of(const Status& s);
+  // OK if `final` has status 0, else kRemote.
+  static Status Check(const proto::Frame& final);
+
+ private:
+  Connection(int fd, SSL_CTX* ctx, SSL* ssl) : fd_(fd), ctx_(ctx), ssl_(ssl) {}
+  Status Hello(const ConnectOptions& options);
+
+  int fd_;
+  SSL_CTX* ctx_;
+  SSL* ssl_;
+  uint64_t next_id_ = 1;
+  proto::FrameAssembler in_;
+  proto::HelloReply hello_;
+};
+
+}  // namespace crfs::client

@@ -1,0 +1,194 @@
+// crfs - the command-line client: a tenant's view of its files on crfsd.
+#include <sys/stat.h>
+
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <string>
+#include <vector>
+
+#include "client/connection.h"
+#include "proto/codec.h"
+
+namespace {
+
+using crfs::Status;
+using crfs::client::Connection;
+namespace proto = crfs::proto;
+
+constexpr char kUsage[] =
+    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] COMMAND [ARGS]\n"
+    "\n"
+    "commands:\n"
+    "  ping              connect, say HELLO, ping\n"
+    "  ls [PATH]         list a directory (default /)\n"
+    "  stat PATH         show an object's inode\n"
+    "  cat PATH          write a file's contents to standard output\n"
+    "  get PATH FILE     copy a file to a local FILE (refuses to overwrite)\n"
+    "\n"
+    "Defaults come from CRFS_SERVER, CRFS_CA, CRFS_CERT and CRFS_KEY.\n";
+
+int Fail(const Status& s) {
+  std::fprintf(stderr, "crfs: %s\n", s.ToString().c_str());
+  return 1;
+}
+
+const char* Env(const char* name, const char* dflt) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : dflt;
+}
+
+const proto::InodeItem* FindInode(const std::vector<proto::Item>& items) {
+  for (const auto& it : items) {
+    if (it.key.type == CRFS_INODE_ITEM_KEY) return &std::get<proto::InodeItem>(it.body);
+  }
+  return nullptr;
+}
+
+char TypeChar(uint32_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return 'd';
+    case S_IFLNK: return 'l';
+    case S_IFCHR: return 'c';
+    case S_IFBLK: return 'b';
+    case S_IFIFO: return 'p';
+    case S_IFSOCK: return 's';
+  }
+  return '-';
+}
+
+std::string Perms(uint32_t mode) {
+  std::string s = "rwxrwxrwx";
+  for (int i = 0; i < 9; i++) {
+    if (!(mode & (0400 >> i))) s[i] = '-';
+  }
+  return s;
+}
+
+int Ls(Connection& c, const std::string& path) {
+  auto ino = c.Lookup(path);
+  if (!ino.ok()) return Fail(ino.status());
+  auto items = c.ItemsOf(*ino);
+  if (!items.ok()) return Fail(items.status());
+  for (const auto& it : *items) {
+    if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
+    const auto& e = std::get<proto::DirEntries>(it.body).entries[0];
+    auto child = c.ItemsOf(e.location.objectid);
+    if (!child.ok()) return Fail(child.status());
+    const proto::InodeItem* in = FindInode(*child);
+    if (!in) continue;
+    std::printf("%c%s %3u %6u %6u %10" PRIu64 " %s\n", TypeChar(in->mode), Perms(in->mode).c_str(), in->nlink, in->uid,
+                in->gid, in->size, e.name.c_str());
+  }
+  return 0;
+}
+
+int Stat(Connection& c, const std::string& path) {
+  auto ino = c.Lookup(path);
+  if (!ino.ok()) return Fail(ino.status());
+  auto items = c.ItemsOf(*ino);
+  if (!items.ok()) return Fail(items.status());
+  const proto::InodeItem* in = FindInode(*items);
+  if (!in) return Fail(Status(crfs::Code::kBadValue, "no inode item"));
+  std::printf("  File: %s\n  Objectid: %" PRIu64 "  Type: %c  Mode: %04o  Links: %u\n  Uid: %u  Gid: %u  Size: %" PRIu64
+              "  Bytes: %" PRIu64 "\n  Mtime: %" PRIu64 ".%09u  Ctime: %" PRIu64 ".%09u  Generation: %" PRIu64 "\n",
+              path.c_str(), *ino, TypeChar(in->mode), in->mode & 07777, in->nlink, in->uid, in->gid, in->size, in->nbytes,
+              in->mtime.sec, in->mtime.nsec, in->ctime.sec, in->ctime.nsec, in->generation);
+  for (const auto& it : *items) {
+    if (auto* x = std::get_if<proto::Xattrs>(&it.body)) {
+      for (const auto& e : x->entries) std::printf("  Xattr: %s (%zu bytes)\n", e.name.c_str(), e.value.size());
+    }
+    if (auto* e = std::get_if<proto::ExtentData>(&it.body)) {
+      static const char* kTypes[] = {"inline", "hole", "data"};
+      std::printf("  Extent: %" PRIu64 "+%u %s\n", it.key.offset, e->len, e->type < 3 ? kTypes[e->type] : "?");
+    }
+  }
+  return 0;
+}
+
+// Streams a file to `out` in DATA_READ-sized pieces.
+int Copy(Connection& c, const std::string& path, std::FILE* out) {
+  auto ino = c.Lookup(path);
+  if (!ino.ok()) return Fail(ino.status());
+  for (uint64_t off = 0;;) {
+    auto data = c.Read(*ino, off, 1 << 20);
+    if (!data.ok()) return Fail(data.status());
+    if (data->empty()) return 0;
+    if (std::fwrite(data->data(), 1, data->size(), out) != data->size()) {
+      return Fail(Status(crfs::Code::kIo, "write failed"));
+    }
+    off += data->size();
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  crfs::client::ConnectOptions o;
+  std::string server = Env("CRFS_SERVER", "127.0.0.1:7420");
+  o.ca = Env("CRFS_CA", "");
+  o.cert = Env("CRFS_CERT", "");
+  o.key = Env("CRFS_KEY", "");
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    auto value = [&](std::string* out) {
+      if (i + 1 >= argc) return false;
+      *out = argv[++i];
+      return true;
+    };
+    if (a == "--help" || a == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if ((a == "--server" && value(&server)) || (a == "--ca" && value(&o.ca)) || (a == "--cert" && value(&o.cert)) ||
+        (a == "--key" && value(&o.key))) {
+      continue;
+    }
+    if (a.rfind("--", 0) == 0) {
+      std::fprintf(stderr, "crfs: unknown or incomplete option %s\n%s", a.c_str(), kUsage);
+      return 2;
+    }
+    args.push_back(a);
+  }
+  if (args.empty()) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  size_t colon = server.rfind(':');
+  if (colon == std::string::npos || o.ca.empty() || o.cert.empty() || o.key.empty()) {
+    std::fprintf(stderr, "crfs: need --server HOST:PORT, --ca, --cert and --key\n");
+    return 2;
+  }
+  o.host = server.substr(0, colon);
+  o.port = static_cast<uint16_t>(std::atoi(server.c_str() + colon + 1));
+  const std::string& cmd = args[0];
+  const size_t want = cmd == "ping" ? 1 : cmd == "ls" ? (args.size() == 1 ? 1 : 2) : cmd == "get" ? 3 : 2;
+  if (args.size() != want || (cmd != "ping" && cmd != "ls" && cmd != "stat" && cmd != "cat" && cmd != "get")) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  auto conn = Connection::Open(o);
+  if (!conn.ok()) return Fail(conn.status());
+  Connection& c = **conn;
+  if (cmd == "ping") {
+    auto r = c.Call(proto::Ping{});
+    if (!r.ok()) return Fail(r.status());
+    if (Status s = Connection::Check(r->back()); !s.ok()) return Fail(s);
+    std::printf("crfsd at %s: protocol %u, session %016" PRIx64 ", root %" PRIu64 ", generation %" PRIu64 "\n",
+                server.c_str(), c.hello().version, c.hello().session_id, c.hello().root_objectid, c.hello().generation);
+    return 0;
+  }
+  if (cmd == "ls") return Ls(c, args.size() > 1 ? args[1] : "/");
+  if (cmd == "stat") return Stat(c, args[1]);
+  if (cmd == "cat") return Copy(c, args[1], stdout);
+  // get: never overwrite a local file.
+  std::FILE* out = std::fopen(args[2].c_str(), "wbx");
+  if (!out) return Fail(Status(crfs::Code::kIo, args[2] + ": " + std::strerror(errno)));
+  int rc = Copy(c, args[1], out);
+  if (std::fclose(out) != 0 && rc == 0) rc = Fail(Status(crfs::Code::kIo, args[2] + ": close failed"));
+  if (rc != 0) std::remove(args[2].c_str());
+  return rc;
+}

@@ -1,0 +1,44 @@
+// config.h - crfsd's configuration file (JSON), documented in
+// docs/crfsd.md. Parsing is strict: unknown keys, wrong types and values
+// out of range are errors that name the key ("tenants.acme.id_map.count:
+// must be 1..4294967295").
+//
+// Value types; thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/status.h"
+#include "server/idmap.h"
+
+namespace crfs::server {
+
+struct TenantConfig {
+  std::string name;
+  IdMapConfig ids;
+};
+
+struct ServerConfig {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 7420;
+  std::string storage_root;  // a mounted btrfs; tenants live in <root>/tenants/<name>
+  std::string trust_domain;  // the SPIFFE trust domain client identities must be in
+  std::string tls_ca;        // PEM: the CA that issues client certificates
+  std::string tls_crl;       // PEM: its CRL (required: revocation is not optional)
+  std::string tls_cert;      // PEM: the server's certificate
+  std::string tls_key;       // PEM: the server's key
+  uint32_t max_sessions = 4096;
+  uint32_t handshake_timeout_ms = 10000;
+  uint32_t idle_timeout_ms = 600000;
+  std::vector<TenantConfig> tenants;
+
+  const TenantConfig* FindTenant(std::string_view name) const;
+};
+
+Result<ServerConfig> ParseConfig(std::string_view json_text);
+Result<ServerConfig> LoadConfig(const std::string& path);
+
+}  // namespace crfs::server

@@ -1,0 +1,181 @@
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "server/log.h"
+#include "server/session.h"
+
+namespace crfs::server {
+namespace {
+
+int64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+std::string PeerName(const struct sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  char serv[8] = "?";
+  getnameinfo(reinterpret_cast<const struct sockaddr*>(&ss), sizeof(ss), host, sizeof(host), serv, sizeof(serv),
+              NI_NUMERICHOST | NI_NUMERICSERV);
+  return std::string(host) + ":" + serv;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
+  auto tls = TlsContext::Create(config.tls_ca, config.tls_crl, config.tls_cert, config.tls_key);
+  if (!tls.ok()) return tls.status();
+  std::unique_ptr<Server> s(new Server(std::move(config), std::move(*tls)));
+  for (const TenantConfig& t : s->config_.tenants) {
+    auto store = TenantStore::Open(s->config_.storage_root, t);
+    if (!store.ok()) return store.status();
+    s->tenants_.emplace(t.name, std::move(*store));
+  }
+  CRFS_RETURN_IF_ERROR(s->Listen());
+  return s;
+}
+
+Server::Server(ServerConfig config, std::unique_ptr<TlsContext> tls)
+    : config_(std::move(config)), tls_(std::move(tls)) {}
+
+Server::~Server() {
+  sessions_.clear();
+  if (epoll_fd_ >= 0) close(epoll_fd_);
+  if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+TenantStore* Server::Tenant(std::string_view name) {
+  auto it = tenants_.find(name);
+  return it == tenants_.end() ? nullptr : it->second.get();
+}
+
+Status Server::Listen() {
+  struct addrinfo hints {};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  struct addrinfo* ai = nullptr;
+  const std::string port = std::to_string(config_.listen_port);
+  int rc = getaddrinfo(config_.listen_host.c_str(), port.c_str(), &hints, &ai);
+  if (rc != 0) return Status(Code::kInvalidArgument, "listen address " + config_.listen_host + ": " + gai_strerror(rc));
+  listen_fd_ = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int one = 1;
+  if (listen_fd_ < 0 || setsockopt(listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+      bind(listen_fd_, ai->ai_addr, ai->ai_addrlen) != 0 || listen(listen_fd_, 1024) != 0) {
+    int e = errno;
+    freeaddrinfo(ai);
+    return Status(Code::kIo, "listen on " + config_.listen_host + ":" + port + ": " + strerror(e));
+  }
+  freeaddrinfo(ai);
+  struct sockaddr_storage bound {};
+  socklen_t len = sizeof(bound);
+  getsockname(listen_fd_, reinterpret_cast<struct sockaddr*>(&bound), &len);
+  port_ = ntohs(bound.ss_family == AF_INET6 ? reinterpret_cast<struct sockaddr_in6*>(&bound)->sin6_port
+                                            : reinterpret_cast<struct sockaddr_in*>(&bound)->sin_port);
+  epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epoll_fd_ < 0) return Status(Code::kIo, std::string("epoll_create1: ") + strerror(errno));
+  struct epoll_event ev {};
+  ev.events = EPOLLIN;
+  ev.data.fd = listen_fd_;
+  if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev) != 0) return Status(Code::kIo, "epoll_ctl listen");
+  return Status::Ok();
+}
+
+void Server::Accept(int64_t now_ms) {
+  for (;;) {
+    struct sockaddr_storage ss {};
+    socklen_t len = sizeof(ss);
+    int fd = accept4(listen_fd_, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE) LogPeer(LogLevel::kError, "accept: %s", strerror(errno));
+      return;
+    }
+    const std::string peer = PeerName(ss);
+    if (sessions_.size() >= config_.max_sessions) {
+      LogPeer(LogLevel::kWarning, "refusing %s: %u sessions open (limits.max_sessions)", peer.c_str(),
+              config_.max_sessions);
+      close(fd);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    SSL* ssl = SSL_new(tls_->ctx());
+    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+      LogPeer(LogLevel::kError, "SSL_new: %s", TlsErrorString().c_str());
+      SSL_free(ssl);
+      close(fd);
+      continue;
+    }
+    SSL_set_accept_state(ssl);
+    auto session = std::make_unique<Session>(this, fd, ssl, peer, next_serial_++, now_ms);
+    struct epoll_event ev {};
+    ev.events = EPOLLIN;
+    ev.data.fd = fd;
+    if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) continue;  // session (and fd) freed here
+    Session* s = session.get();
+    sessions_.emplace(fd, std::move(session));
+    Update(s, s->Drive(now_ms));
+  }
+}
+
+void Server::Update(Session* s, uint32_t events) {
+  if (events == 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s->fd(), nullptr);
+    sessions_.erase(s->fd());
+    return;
+  }
+  struct epoll_event ev {};
+  ev.events = events;
+  ev.data.fd = s->fd();
+  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, s->fd(), &ev);
+}
+
+Status Server::Run(volatile sig_atomic_t* stop) {
+  Log(LogLevel::kInfo, "listening on %s:%u (%zu tenants, storage %s)", config_.listen_host.c_str(), port_,
+      tenants_.size(), config_.storage_root.c_str());
+  std::vector<struct epoll_event> events(256);
+  int64_t last_sweep = NowMs();
+  while (!*stop) {
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 1000);
+    if (n < 0 && errno != EINTR) return Status(Code::kIo, std::string("epoll_wait: ") + strerror(errno));
+    const int64_t now = NowMs();
+    for (int i = 0; i < n; i++) {
+      const int fd = events[i].data.fd;
+      if (fd == listen_fd_) {
+        Accept(now);
+        continue;
+      }
+      auto it = sessions_.find(fd);
+      if (it == sessions_.end()) continue;
+      Session* s = it->second.get();
+      Update(s, s->Drive(now));
+    }
+    if (now - last_sweep >= 1000) {
+      last_sweep = now;
+      std::vector<Session*> done;
+      for (auto& [fd, s] : sessions_) {
+        s->CheckDeadline(now);
+        if (s->state() == Session::State::kDone) done.push_back(s.get());
+      }
+      for (Session* s : done) Update(s, 0);
+    }
+  }
+  Log(LogLevel::kInfo, "stopping: %zu sessions open", sessions_.size());
+  return Status::Ok();
+}
+
+}  // namespace crfs::server

@@ -1,0 +1,64 @@
+// server.h - crfsd's listener and event loop.
+//
+// One thread, one epoll set: the listening socket and every session's
+// socket, all non-blocking. A session that stalls (does not send, does not
+// read) costs one fd and its buffers and blocks nobody; handshake and idle
+// deadlines end such sessions, and max_sessions bounds them (connections
+// beyond it are closed at once, logged with a rate limit).
+//
+// File-system work runs inline in the loop for now (local btrfs, bounded per
+// request); the privilege-separated store workers of DESIGN.md §2 will take
+// it over without changing Session's interface.
+//
+// Ownership: Server owns the TLS context, the tenant stores and the
+// sessions. Not thread-safe; Run() is called from one thread.
+#pragma once
+
+#include <csignal>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "proto/status.h"
+#include "server/config.h"
+#include "server/tenant_store.h"
+#include "server/tls_context.h"
+
+namespace crfs::server {
+
+class Session;
+
+class Server {
+ public:
+  // Loads the TLS material, opens every tenant's subvolume, binds.
+  static Result<std::unique_ptr<Server>> Create(ServerConfig config);
+  ~Server();
+
+  // Serves until *stop becomes nonzero (set from a signal handler).
+  Status Run(volatile sig_atomic_t* stop);
+
+  // The bound port (useful when the configuration asked for port 0).
+  uint16_t port() const { return port_; }
+  const ServerConfig& config() const { return config_; }
+  // The store of a configured tenant, or nullptr.
+  TenantStore* Tenant(std::string_view name);
+
+ private:
+  Server(ServerConfig config, std::unique_ptr<TlsContext> tls);
+  Status Listen();
+  void Accept(int64_t now_ms);
+  void Update(Session* s, uint32_t events);
+
+  ServerConfig config_;
+  std::unique_ptr<TlsContext> tls_;
+  std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
+  std::map<int, std::unique_ptr<Session>> sessions_;
+  int listen_fd_ = -1;
+  int epoll_fd_ = -1;
+  uint16_t port_ = 0;
+  uint64_t next_serial_ = 1;
+};
+
+}  // namespace crfs::server

@@ -1,0 +1,330 @@
+#include "server/session.h"
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "proto/checksum.h"
+#include "proto/codec.h"
+#include "server/log.h"
+#include "server/server.h"
+#include "server/tenant_store.h"
+#include "server/tls_context.h"
+
+namespace crfs::server {
+namespace {
+
+using proto::Frame;
+
+}  // namespace
+
+// Who may send a message type, and when.
+enum class Session::Allowed { kNever, kFirst, kAfterHello };
+
+struct Session::Route {
+  Allowed allowed;
+  void (Session::*handle)(const Frame&);
+};
+
+// The dispatch table: entry t-1 is message type t. Server-to-client types
+// are kNever: a client sending one is a protocol error.
+const Session::Route& Session::RouteFor(uint16_t type) {
+  static const Route kRoutes[] = {
+      /* FINAL_REPLY */ {Allowed::kNever, nullptr},
+      /* ITEM_QUERY  */ {Allowed::kAfterHello, &Session::OnItemQuery},
+      /* ITEM_RANGE  */ {Allowed::kNever, nullptr},
+      /* LOCK        */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* GRANT       */ {Allowed::kNever, nullptr},
+      /* TRANS_FRAG  */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* REVOKE      */ {Allowed::kNever, nullptr},
+      /* RELEASE     */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* HELLO       */ {Allowed::kFirst, &Session::OnHello},
+      /* HELLO_REPLY */ {Allowed::kNever, nullptr},
+      /* DATA_READ   */ {Allowed::kAfterHello, &Session::OnDataRead},
+      /* DATA        */ {Allowed::kNever, nullptr},
+      /* DATA_WRITE  */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* SNAPSHOT    */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* PING        */ {Allowed::kAfterHello, &Session::OnPing},
+      /* TRANS_REPLY */ {Allowed::kNever, nullptr},
+      /* SYNC        */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* DURABLE     */ {Allowed::kNever, nullptr},
+  };
+  static_assert(sizeof(kRoutes) / sizeof(kRoutes[0]) == CRFS_MSG_TYPE_MAX);
+  return kRoutes[type - 1];
+}
+
+Session::Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t serial, int64_t now_ms)
+    : server_(server),
+      fd_(fd),
+      ssl_(ssl),
+      peer_(std::move(peer)),
+      serial_(serial),
+      deadline_ms_(now_ms + server->config().handshake_timeout_ms) {}
+
+Session::~Session() {
+  if (tenant_) {
+    Log(LogLevel::kInfo, "session %llu ended: %s (tenant %s client %s, %llu frames in, %llu out)",
+        static_cast<unsigned long long>(serial_), end_reason_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
+        static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
+  }
+  SSL_free(ssl_);
+  close(fd_);
+}
+
+uint32_t Session::Drive(int64_t now_ms) {
+  if (state_ == State::kHandshake) Handshake();
+  if (state_ == State::kAwaitHello || state_ == State::kReady) {
+    Flush();
+    ReadFrames(now_ms);
+    Flush();
+  }
+  if (state_ == State::kClosing) {
+    Flush();
+    if (out_pos_ == out_.size()) Shutdown();
+  }
+  return WantedEvents();
+}
+
+void Session::CheckDeadline(int64_t now_ms) {
+  if (state_ == State::kDone || now_ms < deadline_ms_) return;
+  if (state_ == State::kHandshake) {
+    LogPeer(LogLevel::kWarning, "session %llu from %s: TLS handshake timed out",
+            static_cast<unsigned long long>(serial_), peer_.c_str());
+    state_ = State::kDone;
+    return;
+  }
+  End("idle timeout");
+  state_ = State::kDone;  // a peer that does not read gets no graceful close
+}
+
+uint32_t Session::WantedEvents() const {
+  switch (state_) {
+    case State::kDone: return 0;
+    case State::kHandshake: return ssl_wants_write_ ? EPOLLOUT : EPOLLIN;
+    default: break;
+  }
+  uint32_t ev = 0;
+  if (out_pos_ < out_.size() || ssl_wants_write_) ev |= EPOLLOUT;
+  if (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater) ev |= EPOLLIN;
+  return ev ? ev : EPOLLIN;
+}
+
+void Session::Handshake() {
+  ERR_clear_error();
+  int r = SSL_accept(ssl_);
+  if (r != 1) {
+    int e = SSL_get_error(ssl_, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+      ssl_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+      return;
+    }
+    long verify = SSL_get_verify_result(ssl_);
+    std::string why = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
+                                          : TlsErrorString();
+    if (why.empty()) why = e == SSL_ERROR_SYSCALL ? "connection closed" : "error " + std::to_string(e);
+    LogPeer(LogLevel::kWarning, "session %llu from %s: TLS handshake failed: %s",
+            static_cast<unsigned long long>(serial_), peer_.c_str(), why.c_str());
+    state_ = State::kDone;
+    return;
+  }
+  ssl_wants_write_ = false;
+  const unsigned char* alpn = nullptr;
+  unsigned int alpn_len = 0;
+  SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  auto id = IdentityFromCertificate(cert);
+  std::string refusal;
+  if (alpn_len != sizeof(kAlpn) - 1 || std::memcmp(alpn, kAlpn + 1, alpn_len) != 0) {
+    refusal = "ALPN crfs/1 not negotiated";
+  } else if (SSL_version(ssl_) != TLS1_3_VERSION) {
+    refusal = "not TLS 1.3";
+  } else if (!id.ok()) {
+    refusal = id.status().message();
+  } else if (id->trust_domain != server_->config().trust_domain) {
+    refusal = "trust domain " + id->trust_domain + " is not " + server_->config().trust_domain;
+  } else if (!(tenant_ = server_->Tenant(id->tenant))) {
+    refusal = "unknown tenant '" + id->tenant + "'";
+  }
+  fingerprint_ = CertificateFingerprint(cert);
+  if (!refusal.empty()) {
+    LogPeer(LogLevel::kWarning, "session %llu from %s: refused: %s (cert sha256 %s)",
+            static_cast<unsigned long long>(serial_), peer_.c_str(), refusal.c_str(), fingerprint_.c_str());
+    tenant_ = nullptr;
+    state_ = State::kClosing;
+    return;
+  }
+  id_ = *id;
+  Log(LogLevel::kInfo, "session %llu from %s: tenant %s client %s cert sha256 %s", static_cast<unsigned long long>(serial_),
+      peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(), fingerprint_.c_str());
+  state_ = State::kAwaitHello;
+}
+
+void Session::ReadFrames(int64_t now_ms) {
+  uint8_t buf[16384];
+  while ((state_ == State::kAwaitHello || state_ == State::kReady) && out_.size() - out_pos_ < kOutputHighWater) {
+    ERR_clear_error();
+    int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));
+    if (n <= 0) {
+      int e = SSL_get_error(ssl_, n);
+      if (e == SSL_ERROR_WANT_READ) return;
+      if (e == SSL_ERROR_WANT_WRITE) {
+        ssl_wants_write_ = true;
+        return;
+      }
+      end_reason_ = e == SSL_ERROR_ZERO_RETURN ? "client closed the session" : "connection lost";
+      state_ = e == SSL_ERROR_ZERO_RETURN ? State::kClosing : State::kDone;
+      return;
+    }
+    Status s = in_.Push(proto::Bytes(buf, static_cast<size_t>(n)));
+    if (!s.ok()) return ProtocolError(s.ToString(), in_.header());
+    auto frame = in_.Pop();
+    if (!frame.ok()) return ProtocolError(frame.status().ToString(), in_.header());
+    if (!*frame) continue;
+    frames_in_++;
+    deadline_ms_ = now_ms + server_->config().idle_timeout_ms;
+    Dispatch(**frame);
+  }
+}
+
+void Session::Flush() {
+  ssl_wants_write_ = false;
+  while (out_pos_ < out_.size()) {
+    ERR_clear_error();
+    int n = SSL_write(ssl_, out_.data() + out_pos_, static_cast<int>(std::min<size_t>(out_.size() - out_pos_, 16384)));
+    if (n <= 0) {
+      int e = SSL_get_error(ssl_, n);
+      if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        ssl_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+        break;
+      }
+      if (end_reason_.empty()) end_reason_ = "connection lost while writing";
+      state_ = State::kDone;
+      return;
+    }
+    out_pos_ += static_cast<size_t>(n);
+  }
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  } else if (out_pos_ > (1 << 20)) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<long>(out_pos_));
+    out_pos_ = 0;
+  }
+}
+
+void Session::Shutdown() {
+  ERR_clear_error();
+  SSL_shutdown(ssl_);  // sends close_notify; the peer's is not awaited
+  state_ = State::kDone;
+}
+
+void Session::End(const std::string& why) {
+  if (end_reason_.empty()) end_reason_ = why;
+  if (state_ != State::kDone) state_ = State::kClosing;
+}
+
+void Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
+  auto bytes = proto::EncodeFrame(Frame{id, info, std::move(msg)});
+  if (!bytes.ok()) {
+    // Our own reply does not encode: a server bug, reported to the client.
+    Log(LogLevel::kError, "session %llu: cannot encode reply: %s", static_cast<unsigned long long>(serial_),
+        bytes.status().ToString().c_str());
+    bytes = proto::EncodeFrame(Frame{id, EIO, proto::FinalReply{"server could not encode its reply"}});
+    if (!bytes.ok()) return End("reply encoding failed");
+  }
+  out_.insert(out_.end(), bytes->begin(), bytes->end());
+  frames_out_++;
+}
+
+void Session::Final(uint64_t id, int err, const std::string& text) {
+  Send(id, static_cast<uint32_t>(err), proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT)});
+}
+
+void Session::ProtocolError(const std::string& why, const std::optional<proto::Header>& header) {
+  LogPeer(LogLevel::kWarning, "session %llu from %s (tenant %s): protocol error, ending session: %s",
+          static_cast<unsigned long long>(serial_), peer_.c_str(), id_.tenant.c_str(), why.c_str());
+  // A FINAL_REPLY needs the request's id; without a decoded header there is
+  // none, and the connection just closes.
+  if (header && header->id != 0) Final(header->id, EPROTO, why);
+  End("protocol error: " + why);
+}
+
+void Session::Dispatch(const Frame& f) {
+  const uint16_t type = proto::MessageType(f.msg);
+  const Route& route = RouteFor(type);
+  const char* name = proto::MessageTypeName(type);
+  switch (route.allowed) {
+    case Allowed::kNever:
+      return ProtocolError(std::string("a client may not send ") + name, proto::Header{f.id, 0, 0, type});
+    case Allowed::kFirst:
+      if (state_ != State::kAwaitHello) return ProtocolError("second HELLO", proto::Header{f.id, 0, 0, type});
+      break;
+    case Allowed::kAfterHello:
+      if (state_ != State::kReady) return ProtocolError("first request must be HELLO", proto::Header{f.id, 0, 0, type});
+      break;
+  }
+  (this->*route.handle)(f);
+}
+
+void Session::OnHello(const Frame& f) {
+  const auto& h = std::get<proto::Hello>(f.msg);
+  if (h.version_min > CRFS_PROTO_VERSION) {
+    Final(f.id, EPROTONOSUPPORT, "this server speaks protocol version 1 only");
+    return End("no common protocol version");
+  }
+  if (!h.capability.empty()) {
+    // Fail closed: a capability may restrict what the session may do, and
+    // this server cannot verify one yet.
+    Final(f.id, EOPNOTSUPP, "this server does not accept capabilities yet");
+    return End("capability offered");
+  }
+  proto::HelloReply r;
+  r.version = CRFS_PROTO_VERSION;
+  r.features = 0;
+  max_payload_ = std::min<uint32_t>(h.max_payload, CRFS_MAX_PAYLOAD);
+  r.max_payload = max_payload_;
+  r.lease_ms = 30000;
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(&r.session_id), sizeof(r.session_id)) != 1) r.session_id = serial_;
+  r.root_objectid = CRFS_ROOT_OBJECTID;
+  r.generation = tenant_->Generation();
+  Send(f.id, 0, r);
+  Final(f.id, 0);
+  state_ = State::kReady;
+}
+
+void Session::OnPing(const Frame& f) { Final(f.id, 0); }
+
+void Session::OnItemQuery(const Frame& f) {
+  proto::ItemQuery q = std::get<proto::ItemQuery>(f.msg);
+  q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
+  std::vector<proto::ItemRange> ranges;
+  RequestError err;
+  if (!tenant_->Query(q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  for (auto& r : ranges) Send(f.id, 0, std::move(r));
+  Final(f.id, 0);
+}
+
+void Session::OnDataRead(const Frame& f) {
+  proto::DataRead r = std::get<proto::DataRead>(f.msg);
+  // Keep each DATA frame within the client's payload limit.
+  const uint32_t room = max_payload_ - sizeof(struct crfs_msg_data);
+  r.len = std::min(r.len, room - 4 * proto::DataBlockCount(std::min(r.len, room), CRFS_DATA_BLOCK_SIZE));
+  std::vector<proto::Data> data;
+  RequestError err;
+  if (!tenant_->Read(r, &data, &err)) return Final(f.id, err.err, err.text);
+  for (auto& d : data) Send(f.id, 0, std::move(d));
+  Final(f.id, 0);
+}
+
+void Session::OnNotImplemented(const Frame& f) {
+  Final(f.id, EOPNOTSUPP,
+        std::string(proto::MessageTypeName(proto::MessageType(f.msg))) + " is not implemented by this server yet");
+}
+
+}  // namespace crfs::server

@@ -1,0 +1,103 @@
+// session.h - one client connection: TLS handshake, identity, framing and
+// request dispatch, driven by the event loop (server.h).
+//
+// States: kHandshake -> kAwaitHello -> kReady -> kClosing -> kDone.
+//  - kHandshake: non-blocking TLS accept; on success the peer certificate's
+//    SPIFFE identity must name this server's trust domain and a configured
+//    tenant, else the session ends (logged).
+//  - kAwaitHello: only HELLO is accepted.
+//  - kReady: requests of the dispatch table (session.cc) are served.
+//  - kClosing: queued output is flushed, close_notify sent, then kDone.
+// A frame that does not decode, or a message a client may not send, is a
+// protocol error: EPROTO to that request (if its header decoded), then
+// kClosing. Request errors (ENOENT, ...) are FINAL_REPLYs; the session goes on.
+//
+// Output is buffered; above kOutputHighWater the session stops reading
+// requests until the client has taken its replies, so a client that does
+// not read cannot make crfsd buffer without bound.
+//
+// Not thread-safe: owned and driven by one event loop thread.
+#pragma once
+
+#include <openssl/ssl.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/frame_stream.h"
+#include "proto/messages.h"
+#include "server/identity.h"
+
+namespace crfs::server {
+
+class Server;
+class TenantStore;
+
+class Session {
+ public:
+  enum class State { kHandshake, kAwaitHello, kReady, kClosing, kDone };
+
+  Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t serial, int64_t now_ms);
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  // Makes all the progress possible without blocking; returns the epoll
+  // events to wait for next (0 once kDone).
+  uint32_t Drive(int64_t now_ms);
+  // Ends the session if its handshake or idle deadline has passed.
+  void CheckDeadline(int64_t now_ms);
+
+  int fd() const { return fd_; }
+  State state() const { return state_; }
+
+  static constexpr size_t kOutputHighWater = 4 << 20;
+
+ private:
+  void Handshake();
+  void ReadFrames(int64_t now_ms);
+  void Flush();
+  void Shutdown();
+  uint32_t WantedEvents() const;
+
+  enum class Allowed;
+  struct Route;
+  static const Route& RouteFor(uint16_t type);
+  void Dispatch(const proto::Frame& frame);
+  void OnHello(const proto::Frame& f);
+  void OnPing(const proto::Frame& f);
+  void OnItemQuery(const proto::Frame& f);
+  void OnDataRead(const proto::Frame& f);
+  void OnNotImplemented(const proto::Frame& f);
+
+  void Send(uint64_t id, uint32_t info, proto::Message msg);
+  void Final(uint64_t id, int err, const std::string& text = "");
+  void ProtocolError(const std::string& why, const std::optional<proto::Header>& header);
+  void End(const std::string& why);
+
+  Server* server_;
+  int fd_;
+  SSL* ssl_;
+  std::string peer_;
+  uint64_t serial_;
+  State state_ = State::kHandshake;
+  int64_t deadline_ms_;
+  bool ssl_wants_write_ = false;
+  bool read_blocked_on_write_ = false;
+
+  ClientIdentity id_;
+  std::string fingerprint_;
+  TenantStore* tenant_ = nullptr;
+  uint32_t max_payload_ = CRFS_MAX_PAYLOAD;  // the client's limit for our replies
+
+  proto::FrameAssembler in_;
+  std::vector<uint8_t> out_;
+  size_t out_pos_ = 0;
+  uint64_t frames_in_ = 0, frames_out_ = 0;
+  std::string end_reason_;
+};
+
+}  // namespace crfs::server

@@ -1,0 +1,359 @@
+#include "server/tenant_store.h"
+
+#include <btrfsutil.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+
+#include "proto/checksum.h"
+#include "proto/codec.h"
+
+namespace crfs::server {
+namespace {
+
+using proto::Item;
+using proto::Key;
+
+constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+constexpr int kMaxDepth = 4096;
+
+// Closes an fd at scope exit.
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+bool Fail(RequestError* err, int e, std::string text) {
+  err->err = e;
+  err->text = std::move(text);
+  return false;
+}
+
+uint8_t FileTypeFromDirent(unsigned char d_type) {
+  switch (d_type) {
+    case DT_REG: return CRFS_FT_REG_FILE;
+    case DT_DIR: return CRFS_FT_DIR;
+    case DT_CHR: return CRFS_FT_CHRDEV;
+    case DT_BLK: return CRFS_FT_BLKDEV;
+    case DT_FIFO: return CRFS_FT_FIFO;
+    case DT_SOCK: return CRFS_FT_SOCK;
+    case DT_LNK: return CRFS_FT_SYMLINK;
+  }
+  return CRFS_FT_UNKNOWN;
+}
+
+proto::Timespec Ts(const struct statx_timestamp& t) {
+  return proto::Timespec{static_cast<uint64_t>(t.tv_sec), t.tv_nsec};
+}
+
+// Successor of a key in key order (callers never pass the maximum key).
+Key Next(const Key& k) {
+  if (k.offset != ~0ull) return {k.objectid, k.type, k.offset + 1};
+  if (k.type != 0xff) return {k.objectid, static_cast<uint8_t>(k.type + 1), 0};
+  return {k.objectid + 1, 0, 0};
+}
+
+size_t EncodedSize(const Item& it) {
+  auto b = proto::EncodeItemBody(it.key.type, it.body);
+  return sizeof(struct crfs_item) + (b.ok() ? b->size() : 0);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c) {
+  const std::string path = storage_root + "/tenants/" + c.name;
+  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kIo, "tenant " + c.name + ": " + path + ": " + strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_ino != CRFS_ROOT_OBJECTID) {
+    close(fd);
+    return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path + " is not a btrfs subvolume root");
+  }
+  return std::unique_ptr<TenantStore>(new TenantStore(c.name, c.ids, fd, st.st_dev));
+}
+
+TenantStore::~TenantStore() { close(root_fd_); }
+
+uint64_t TenantStore::Generation() const {
+  struct btrfs_util_subvolume_info info;
+  if (btrfs_util_subvolume_info_fd(root_fd_, 0, &info) != BTRFS_UTIL_OK) return 0;
+  return info.generation;
+}
+
+int TenantStore::OpenChild(int dir_fd, const std::string& name, uint64_t want_ino, int flags, RequestError* err) {
+  struct open_how how {};
+  how.flags = static_cast<uint64_t>(flags | O_NOFOLLOW | O_CLOEXEC);
+  how.resolve = kResolve;
+  int fd = static_cast<int>(syscall(SYS_openat2, dir_fd, name.c_str(), &how, sizeof(how)));
+  if (fd < 0) {
+    Fail(err, errno == ELOOP ? ENOENT : errno, "open: " + std::string(strerror(errno)));
+    return -1;
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || st.st_dev != dev_ || st.st_ino != want_ino) {
+    close(fd);
+    Fail(err, ENOENT, "object changed or is outside the tenant");
+    return -1;
+  }
+  return fd;
+}
+
+int TenantStore::OpenObject(uint64_t ino, int flags, RequestError* err) {
+  if (ino == CRFS_ROOT_OBJECTID) {
+    struct open_how how {};
+    how.flags = static_cast<uint64_t>(flags | O_CLOEXEC);
+    how.resolve = kResolve;
+    int fd = static_cast<int>(syscall(SYS_openat2, root_fd_, ".", &how, sizeof(how)));
+    if (fd < 0) Fail(err, errno, "open root: " + std::string(strerror(errno)));
+    return fd;
+  }
+  // The chain of names from the root down to `ino`.
+  std::vector<std::pair<uint64_t, const Entry*>> chain;
+  for (uint64_t cur = ino; cur != CRFS_ROOT_OBJECTID;) {
+    auto it = table_.find(cur);
+    if (it == table_.end() || chain.size() >= kMaxDepth) {
+      Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+      return -1;
+    }
+    chain.emplace_back(cur, &it->second);
+    cur = it->second.parent;
+  }
+  int dir = root_fd_;
+  for (size_t i = chain.size(); i-- > 0;) {
+    const bool last = i == 0;
+    int fd = OpenChild(dir, chain[i].second->name, chain[i].first, last ? flags : (O_PATH | O_DIRECTORY), err);
+    if (dir != root_fd_) close(dir);
+    if (fd < 0) {
+      table_.erase(chain[i].first);  // stale: forget it; a new listing re-learns it
+      return -1;
+    }
+    dir = fd;
+  }
+  return dir;
+}
+
+bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, RequestError* err) {
+  Fd dir(openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dir.fd < 0) return Fail(err, errno, "opendir: " + std::string(strerror(errno)));
+  std::map<uint64_t, proto::DirEntries> by_hash;
+  std::vector<Item> by_index;
+  // btrfs reports each entry's d_off as the directory index of the *next*
+  // entry, so an entry's index is the previous entry's d_off ("." and ".."
+  // come first, at positions 0 and 1).
+  uint64_t index = 0;
+  alignas(8) char buf[65536];
+  for (;;) {
+    long n = syscall(SYS_getdents64, dir.fd, buf, sizeof(buf));
+    if (n < 0) return Fail(err, errno, "getdents64: " + std::string(strerror(errno)));
+    if (n == 0) break;
+    for (long pos = 0; pos < n;) {
+      struct linux_dirent64 {
+        uint64_t d_ino;
+        int64_t d_off;
+        unsigned short d_reclen;
+        unsigned char d_type;
+        char d_name[];
+      };
+      auto* d = reinterpret_cast<linux_dirent64*>(buf + pos);
+      pos += d->d_reclen;
+      const uint64_t this_index = index;
+      index = static_cast<uint64_t>(d->d_off);
+      std::string name = d->d_name;
+      if (name == "." || name == "..") continue;
+      if (d->d_type == DT_DIR) {
+        // A nested subvolume or snapshot is another device: not the tenant's.
+        struct stat st;
+        if (fstatat(dir.fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev_) continue;
+      }
+      if (d->d_ino >= CRFS_PROVISIONAL_FIRST) continue;  // cannot be named on the wire
+      proto::DirEntry e{{d->d_ino, CRFS_INODE_ITEM_KEY, 0}, 0, FileTypeFromDirent(d->d_type), name};
+      if (e.type == CRFS_FT_UNKNOWN) continue;
+      table_[d->d_ino] = Entry{ino, this_index, name};
+      by_hash[proto::BtrfsNameHash(name)].entries.push_back(e);
+      by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
+    }
+  }
+  for (auto& [hash, entries] : by_hash) items->push_back(Item{{ino, CRFS_DIR_ITEM_KEY, hash}, std::move(entries)});
+  std::sort(by_index.begin(), by_index.end(), [](const Item& a, const Item& b) { return a.key < b.key; });
+  for (Item& it : by_index) items->push_back(std::move(it));
+  return true;
+}
+
+bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* err) {
+  Fd path(OpenObject(ino, O_PATH, err));
+  if (path.fd < 0) return false;
+  struct statx sx;
+  if (statx(path.fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) {
+    return Fail(err, errno, "statx: " + std::string(strerror(errno)));
+  }
+  const bool is_dir = S_ISDIR(sx.stx_mode), is_reg = S_ISREG(sx.stx_mode);
+  // A readable fd for what needs one (generation, xattrs, data layout).
+  // Never for fifos, sockets or devices: opening those has side effects.
+  int io_fd = -1;
+  if (is_dir) {
+    io_fd = openat(path.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (io_fd < 0) return Fail(err, errno, "opendir: " + std::string(strerror(errno)));
+  } else if (is_reg) {
+    io_fd = OpenObject(ino, O_RDONLY | O_NONBLOCK, err);
+    if (io_fd < 0) return false;
+  }
+  Fd io(io_fd);
+
+  proto::InodeItem inode;
+  uint32_t generation = 0;
+  if (io.fd >= 0 && ioctl(io.fd, FS_IOC_GETVERSION, &generation) != 0) generation = 0;
+  inode.generation = generation;
+  inode.size = sx.stx_size;
+  inode.nbytes = sx.stx_blocks * 512;
+  inode.nlink = sx.stx_nlink;
+  inode.uid = ids_.UidToTenant(sx.stx_uid);
+  inode.gid = ids_.GidToTenant(sx.stx_gid);
+  inode.mode = sx.stx_mode & (S_IFMT | 07777);
+  inode.rdev = makedev(sx.stx_rdev_major, sx.stx_rdev_minor);
+  inode.atime = Ts(sx.stx_atime);
+  inode.ctime = Ts(sx.stx_ctime);
+  inode.mtime = Ts(sx.stx_mtime);
+  inode.otime = (sx.stx_mask & STATX_BTIME) ? Ts(sx.stx_btime) : inode.ctime;
+  items->push_back(Item{{ino, CRFS_INODE_ITEM_KEY, 0}, inode});
+
+  if (ino != CRFS_ROOT_OBJECTID) {
+    auto it = table_.find(ino);
+    if (it != table_.end()) {
+      items->push_back(Item{{ino, CRFS_INODE_REF_KEY, it->second.parent},
+                            proto::InodeRefs{{{it->second.index, it->second.name}}}});
+    }
+  } else {
+    items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
+  }
+
+  if (io.fd >= 0) {
+    std::map<uint64_t, proto::Xattrs> xattrs;
+    char names[65536];
+    ssize_t len = flistxattr(io.fd, names, sizeof(names));
+    for (ssize_t off = 0; len > 0 && off < len; off += static_cast<ssize_t>(strlen(names + off)) + 1) {
+      std::string name = names + off;
+      if (name.rfind("user.", 0) != 0 || name.size() > CRFS_MAX_NAME) continue;  // tenants see user.* only
+      std::string value(CRFS_MAX_XATTR_VALUE, '\0');
+      ssize_t vlen = fgetxattr(io.fd, name.c_str(), value.data(), value.size());
+      if (vlen < 0) continue;
+      value.resize(static_cast<size_t>(vlen));
+      xattrs[proto::BtrfsNameHash(name)].entries.push_back({name, value});
+    }
+    for (auto& [hash, x] : xattrs) items->push_back(Item{{ino, CRFS_XATTR_ITEM_KEY, hash}, std::move(x)});
+  }
+
+  if (is_dir && !DirItems(io.fd, ino, items, err)) return false;
+
+  if (S_ISLNK(sx.stx_mode)) {
+    char target[4096];
+    ssize_t n = readlinkat(path.fd, "", target, sizeof(target));
+    if (n > 0) {
+      proto::ExtentData e;
+      e.generation = generation;
+      e.len = static_cast<uint32_t>(n);
+      e.data.assign(target, target + n);
+      e.csums = proto::DataBlockCrcs(e.data);
+      items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)});
+    }
+  } else if (is_reg && sx.stx_size > 0) {
+    // Data runs and holes, as the file system reports them.
+    uint64_t pos = 0;
+    while (pos < sx.stx_size) {
+      off_t data = lseek(io.fd, static_cast<off_t>(pos), SEEK_DATA);
+      uint64_t data_at = data < 0 ? sx.stx_size : static_cast<uint64_t>(data);
+      if (data_at > pos) {
+        for (uint64_t h = pos; h < data_at; h += kMaxExtentItem) {
+          uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, data_at - h));
+          items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, h}, proto::ExtentData{generation, CRFS_EXTENT_HOLE, len, {}, {}}});
+        }
+      }
+      if (data_at >= sx.stx_size) break;
+      off_t hole = lseek(io.fd, static_cast<off_t>(data_at), SEEK_HOLE);
+      uint64_t hole_at = hole < 0 ? sx.stx_size : std::min<uint64_t>(static_cast<uint64_t>(hole), sx.stx_size);
+      for (uint64_t d = data_at; d < hole_at; d += kMaxExtentItem) {
+        uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, hole_at - d));
+        items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, d}, proto::ExtentData{generation, CRFS_EXTENT_REG, len, {}, {}}});
+      }
+      pos = hole_at;
+    }
+  }
+  return true;
+}
+
+bool TenantStore::Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err) {
+  const uint64_t ino = q.key.objectid;
+  if (ino < CRFS_ROOT_OBJECTID || ino >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
+  std::vector<Item> all;
+  if (!ItemsOf(ino, &all, err)) return false;
+  const Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
+  Key start = q.key;
+  proto::ItemRange cur{start, end, {}};
+  size_t cur_bytes = sizeof(struct crfs_item_range), total = 0;
+  for (Item& it : all) {
+    if (it.key < q.key || end < it.key) continue;
+    const size_t sz = EncodedSize(it);
+    if (!cur.items.empty() && cur_bytes + sz > q.bytes) {
+      // Close this range at its last item; the next starts right after it.
+      cur.max = cur.items.back().key;
+      total += cur_bytes;
+      Key next = Next(cur.max);
+      out->push_back(std::move(cur));
+      if (total >= kMaxQueryReply) return true;  // the client continues from out->back().max
+      cur = proto::ItemRange{next, end, {}};
+      cur_bytes = sizeof(struct crfs_item_range);
+    }
+    cur_bytes += sz;
+    cur.items.push_back(std::move(it));
+  }
+  out->push_back(std::move(cur));
+  return true;
+}
+
+bool TenantStore::Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
+  if (r.objectid < CRFS_ROOT_OBJECTID || r.objectid >= CRFS_PROVISIONAL_FIRST) {
+    return Fail(err, ENOENT, "no such object");
+  }
+  {
+    Fd probe(OpenObject(r.objectid, O_PATH, err));
+    if (probe.fd < 0) return false;
+    struct stat st;
+    if (fstat(probe.fd, &st) != 0) return Fail(err, errno, "fstat");
+    if (S_ISDIR(st.st_mode)) return Fail(err, EISDIR, "is a directory");
+    if (!S_ISREG(st.st_mode)) return Fail(err, EINVAL, "not a regular file");
+  }
+  Fd fd(OpenObject(r.objectid, O_RDONLY | O_NONBLOCK, err));
+  if (fd.fd < 0) return false;
+  proto::Data d;
+  d.objectid = r.objectid;
+  d.offset = r.offset;
+  d.data.resize(r.len);
+  ssize_t n;
+  do {
+    n = pread(fd.fd, d.data.data(), r.len, static_cast<off_t>(r.offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return Fail(err, errno, "read: " + std::string(strerror(errno)));
+  if (n == 0) return true;
+  d.data.resize(static_cast<size_t>(n));
+  d.csums = proto::DataBlockCrcs(d.data);
+  out->push_back(std::move(d));
+  return true;
+}
+
+}  // namespace crfs::server
