@@ -47,7 +47,9 @@ Result<int> Dial(const ConnectOptions& o) {
   }
   freeaddrinfo(ai);
   if (fd < 0) return Status(Code::kIo, "connect " + o.host + ":" + port + ": " + strerror(err));
-  struct timeval tv {o.timeout_ms / 1000, (o.timeout_ms % 1000) * 1000};
+  struct timeval tv {
+    o.timeout_ms / 1000, (o.timeout_ms % 1000) * 1000
+  };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   int one = 1;
@@ -94,7 +96,8 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& o) {
   ERR_clear_error();
   if (SSL_connect(ssl) != 1) {
     long v = SSL_get_verify_result(ssl);
-    if (v != X509_V_OK) return Status(Code::kIo, std::string("server certificate: ") + X509_verify_cert_error_string(v));
+    if (v != X509_V_OK)
+      return Status(Code::kIo, std::string("server certificate: ") + X509_verify_cert_error_string(v));
     return TlsFail("TLS handshake with " + o.host);
   }
   const unsigned char* alpn = nullptr;
@@ -169,7 +172,8 @@ Result<std::vector<proto::Frame>> Connection::Call(proto::Message request) {
     auto f = Receive();
     if (!f.ok()) return f.status();
     if (f->id == 0) continue;  // unsolicited (REVOKE/DURABLE): not used by this client yet
-    if (f->id != id) return Status(Code::kBadValue, "reply to request " + std::to_string(f->id) + ", expected " + std::to_string(id));
+    if (f->id != id)
+      return Status(Code::kBadValue, "reply to request " + std::to_string(f->id) + ", expected " + std::to_string(id));
     const bool final = std::holds_alternative<proto::FinalReply>(f->msg);
     replies.push_back(std::move(*f));
     if (final) return replies;

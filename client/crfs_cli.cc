@@ -94,8 +94,8 @@ int Stat(Connection& c, const std::string& path) {
   if (!in) return Fail(Status(crfs::Code::kBadValue, "no inode item"));
   std::printf("  File: %s\n  Objectid: %" PRIu64 "  Type: %c  Mode: %04o  Links: %u\n  Uid: %u  Gid: %u  Size: %" PRIu64
               "  Bytes: %" PRIu64 "\n  Mtime: %" PRIu64 ".%09u  Ctime: %" PRIu64 ".%09u  Generation: %" PRIu64 "\n",
-              path.c_str(), *ino, TypeChar(in->mode), in->mode & 07777, in->nlink, in->uid, in->gid, in->size, in->nbytes,
-              in->mtime.sec, in->mtime.nsec, in->ctime.sec, in->ctime.nsec, in->generation);
+              path.c_str(), *ino, TypeChar(in->mode), in->mode & 07777, in->nlink, in->uid, in->gid, in->size,
+              in->nbytes, in->mtime.sec, in->mtime.nsec, in->ctime.sec, in->ctime.nsec, in->generation);
   for (const auto& it : *items) {
     if (auto* x = std::get_if<proto::Xattrs>(&it.body)) {
       for (const auto& e : x->entries) std::printf("  Xattr: %s (%zu bytes)\n", e.name.c_str(), e.value.size());

@@ -121,7 +121,8 @@ Status ParseTenant(const std::string& name, const json& j, TenantConfig* t) {
   CRFS_RETURN_IF_ERROR(m.U32("count", &t->ids.count, 1, kMax));
   if (t->ids.count == 0) return Fields::Err(m.Path("count"), "missing");
   if (t->ids.uid_base == 0 || t->ids.gid_base == 0) {
-    return Fields::Err(m.Path("uid_base"), "uid_base and gid_base are required and nonzero (host root is never mapped)");
+    return Fields::Err(m.Path("uid_base"),
+                       "uid_base and gid_base are required and nonzero (host root is never mapped)");
   }
   if (uint64_t{t->ids.uid_base} + t->ids.count - 1 > kMax || uint64_t{t->ids.gid_base} + t->ids.count - 1 > kMax) {
     return Fields::Err(m.Path("count"), "base + count passes 2^32");

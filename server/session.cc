@@ -125,8 +125,8 @@ void Session::Handshake() {
       return;
     }
     long verify = SSL_get_verify_result(ssl_);
-    std::string why = verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify)
-                                          : TlsErrorString();
+    std::string why =
+        verify != X509_V_OK ? std::string("certificate: ") + X509_verify_cert_error_string(verify) : TlsErrorString();
     if (why.empty()) why = e == SSL_ERROR_SYSCALL ? "connection closed" : "error " + std::to_string(e);
     LogPeer(LogLevel::kWarning, "session %llu from %s: TLS handshake failed: %s",
             static_cast<unsigned long long>(serial_), peer_.c_str(), why.c_str());
@@ -160,8 +160,9 @@ void Session::Handshake() {
     return;
   }
   id_ = *id;
-  Log(LogLevel::kInfo, "session %llu from %s: tenant %s client %s cert sha256 %s", static_cast<unsigned long long>(serial_),
-      peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(), fingerprint_.c_str());
+  Log(LogLevel::kInfo, "session %llu from %s: tenant %s client %s cert sha256 %s",
+      static_cast<unsigned long long>(serial_), peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
+      fingerprint_.c_str());
   state_ = State::kAwaitHello;
 }
 

@@ -7,8 +7,8 @@
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -236,8 +236,8 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
   if (ino != CRFS_ROOT_OBJECTID) {
     auto it = table_.find(ino);
     if (it != table_.end()) {
-      items->push_back(Item{{ino, CRFS_INODE_REF_KEY, it->second.parent},
-                            proto::InodeRefs{{{it->second.index, it->second.name}}}});
+      items->push_back(
+          Item{{ino, CRFS_INODE_REF_KEY, it->second.parent}, proto::InodeRefs{{{it->second.index, it->second.name}}}});
     }
   } else {
     items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
@@ -281,7 +281,8 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
       if (data_at > pos) {
         for (uint64_t h = pos; h < data_at; h += kMaxExtentItem) {
           uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, data_at - h));
-          items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, h}, proto::ExtentData{generation, CRFS_EXTENT_HOLE, len, {}, {}}});
+          items->push_back(
+              Item{{ino, CRFS_EXTENT_DATA_KEY, h}, proto::ExtentData{generation, CRFS_EXTENT_HOLE, len, {}, {}}});
         }
       }
       if (data_at >= sx.stx_size) break;
@@ -289,7 +290,8 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
       uint64_t hole_at = hole < 0 ? sx.stx_size : std::min<uint64_t>(static_cast<uint64_t>(hole), sx.stx_size);
       for (uint64_t d = data_at; d < hole_at; d += kMaxExtentItem) {
         uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, hole_at - d));
-        items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, d}, proto::ExtentData{generation, CRFS_EXTENT_REG, len, {}, {}}});
+        items->push_back(
+            Item{{ino, CRFS_EXTENT_DATA_KEY, d}, proto::ExtentData{generation, CRFS_EXTENT_REG, len, {}, {}}});
       }
       pos = hole_at;
     }

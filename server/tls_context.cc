@@ -18,7 +18,9 @@ int SelectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const uns
   return SSL_TLSEXT_ERR_OK;
 }
 
-Status Fail(const std::string& what) { return Status(Code::kInvalidArgument, "tls: " + what + ": " + TlsErrorString()); }
+Status Fail(const std::string& what) {
+  return Status(Code::kInvalidArgument, "tls: " + what + ": " + TlsErrorString());
+}
 
 }  // namespace
 
@@ -35,7 +37,8 @@ Result<std::unique_ptr<TlsContext>> TlsContext::Create(const std::string& ca, co
   SSL_CTX* raw = SSL_CTX_new(TLS_server_method());
   if (!raw) return Fail("SSL_CTX_new");
   std::unique_ptr<TlsContext> ctx(new TlsContext(raw));
-  if (SSL_CTX_set_min_proto_version(raw, TLS1_3_VERSION) != 1 || SSL_CTX_set_max_proto_version(raw, TLS1_3_VERSION) != 1) {
+  if (SSL_CTX_set_min_proto_version(raw, TLS1_3_VERSION) != 1 ||
+      SSL_CTX_set_max_proto_version(raw, TLS1_3_VERSION) != 1) {
     return Fail("restricting to TLS 1.3");
   }
   if (SSL_CTX_use_certificate_chain_file(raw, cert.c_str()) != 1) return Fail("server certificate " + cert);

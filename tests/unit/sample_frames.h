@@ -47,23 +47,23 @@ inline ItemRange SampleRange() {
   hole.generation = 4;
   hole.type = CRFS_EXTENT_HOLE;
   hole.len = 1 << 20;
-  return ItemRange{{257, 0, 0},
-                   {257, 0xff, ~0ull},
-                   {
-                       Item{{257, CRFS_INODE_ITEM_KEY, 0}, SampleInode()},
-                       Item{{257, CRFS_INODE_REF_KEY, 256}, InodeRefs{{{2, "file"}, {5, "hard-link"}}}},
-                       Item{{257, CRFS_XATTR_ITEM_KEY, BtrfsNameHash("user.color")},
-                            Xattrs{{{"user.color", "blue"}, {"user.empty", ""}}}},
-                       Item{{257, CRFS_DIR_ITEM_KEY, BtrfsNameHash("x")},
-                            DirEntries{{DirEntry{{300, CRFS_INODE_ITEM_KEY, 0}, 5, CRFS_FT_REG_FILE, "x"},
-                                        DirEntry{{301, CRFS_INODE_ITEM_KEY, 0}, 6, CRFS_FT_SYMLINK, "collides"}}}},
-                       Item{{257, CRFS_DIR_INDEX_KEY, 2},
-                            DirEntries{{DirEntry{{300, CRFS_INODE_ITEM_KEY, 0}, 5, CRFS_FT_REG_FILE, "x"}}}},
-                       Item{{257, CRFS_EXTENT_DATA_KEY, 0}, SampleInlineExtent(5000)},
-                       Item{{257, CRFS_EXTENT_DATA_KEY, 8192}, hole},
-          Item{{257, CRFS_EXTENT_DATA_KEY, 8192 + (1 << 20)},
-               ExtentData{5, CRFS_EXTENT_REG, 1 << 30, {}, {}}},
-                   }};
+  return ItemRange{
+      {257, 0, 0},
+      {257, 0xff, ~0ull},
+      {
+          Item{{257, CRFS_INODE_ITEM_KEY, 0}, SampleInode()},
+          Item{{257, CRFS_INODE_REF_KEY, 256}, InodeRefs{{{2, "file"}, {5, "hard-link"}}}},
+          Item{{257, CRFS_XATTR_ITEM_KEY, BtrfsNameHash("user.color")},
+               Xattrs{{{"user.color", "blue"}, {"user.empty", ""}}}},
+          Item{{257, CRFS_DIR_ITEM_KEY, BtrfsNameHash("x")},
+               DirEntries{{DirEntry{{300, CRFS_INODE_ITEM_KEY, 0}, 5, CRFS_FT_REG_FILE, "x"},
+                           DirEntry{{301, CRFS_INODE_ITEM_KEY, 0}, 6, CRFS_FT_SYMLINK, "collides"}}}},
+          Item{{257, CRFS_DIR_INDEX_KEY, 2},
+               DirEntries{{DirEntry{{300, CRFS_INODE_ITEM_KEY, 0}, 5, CRFS_FT_REG_FILE, "x"}}}},
+          Item{{257, CRFS_EXTENT_DATA_KEY, 0}, SampleInlineExtent(5000)},
+          Item{{257, CRFS_EXTENT_DATA_KEY, 8192}, hole},
+          Item{{257, CRFS_EXTENT_DATA_KEY, 8192 + (1 << 20)}, ExtentData{5, CRFS_EXTENT_REG, 1 << 30, {}, {}}},
+      }};
 }
 
 inline DataPayload SampleData() {

@@ -26,11 +26,8 @@ struct Command {
 };
 
 constexpr Command kCommands[] = {
-    {"decode", crfs::ctl::DecodeCommand},
-    {"example", crfs::ctl::ExampleCommand},
-    {"hash", crfs::ctl::HashCommand},
-    {"csum", crfs::ctl::CsumCommand},
-    {"tenant", crfs::ctl::TenantCommand},
+    {"decode", crfs::ctl::DecodeCommand}, {"example", crfs::ctl::ExampleCommand}, {"hash", crfs::ctl::HashCommand},
+    {"csum", crfs::ctl::CsumCommand},     {"tenant", crfs::ctl::TenantCommand},
 };
 
 }  // namespace
