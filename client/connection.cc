@@ -180,6 +180,33 @@ Result<std::vector<proto::Frame>> Connection::Call(proto::Message request) {
   }
 }
 
+Result<std::vector<std::vector<proto::Frame>>> Connection::CallMany(std::vector<proto::Message> requests) {
+  const uint64_t first = next_id_;
+  std::vector<uint8_t> batch;
+  for (auto& m : requests) {
+    auto bytes = proto::EncodeFrame(proto::Frame{next_id_++, 0, std::move(m)});
+    if (!bytes.ok()) return bytes.status();
+    batch.insert(batch.end(), bytes->begin(), bytes->end());
+  }
+  if (batch.size() > kMaxPipelineBytes) return Status(Code::kInvalidArgument, "pipelined batch too large");
+  CRFS_RETURN_IF_ERROR(SendBytes(batch));
+  std::vector<std::vector<proto::Frame>> replies(requests.size());
+  size_t open = requests.size();
+  while (open > 0) {
+    auto f = Receive();
+    if (!f.ok()) return f.status();
+    if (f->id == 0) continue;
+    if (f->id < first || f->id >= next_id_) return Status(Code::kBadValue, "reply to an unknown request");
+    auto& slot = replies[f->id - first];
+    if (!slot.empty() && std::holds_alternative<proto::FinalReply>(slot.back().msg)) {
+      return Status(Code::kBadValue, "reply after a FINAL_REPLY");
+    }
+    if (std::holds_alternative<proto::FinalReply>(f->msg)) open--;
+    slot.push_back(std::move(*f));
+  }
+  return replies;
+}
+
 Status Connection::Check(const proto::Frame& final) {
   if (final.info == 0) return Status::Ok();
   const char* name = strerrorname_np(static_cast<int>(final.info));
@@ -225,24 +252,33 @@ Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid) {
 }
 
 Result<std::vector<uint8_t>> Connection::Read(uint64_t objectid, uint64_t offset, uint32_t len) {
+  // Up to kWindow reads in flight: one round trip per window, not per block.
+  constexpr uint32_t kWindow = 16;
   std::vector<uint8_t> out;
+  out.reserve(len);
   while (out.size() < len) {
-    const uint32_t want = std::min<uint32_t>(len - static_cast<uint32_t>(out.size()), CRFS_MAX_DATA_BYTES);
-    auto replies = Call(proto::DataRead{objectid, offset + out.size(), want});
-    if (!replies.ok()) return replies.status();
-    CRFS_RETURN_IF_ERROR(Check(replies->back()));
-    size_t got = 0;
-    for (auto& f : *replies) {
-      if (auto* d = std::get_if<proto::Data>(&f.msg)) {
-        if (d->objectid != objectid || d->offset != offset + out.size()) {
-          return Status(Code::kBadValue, "DATA reply for the wrong object or offset");
-        }
-        CRFS_RETURN_IF_ERROR(proto::VerifyDataBlockCrcs(d->data, d->csums));
-        out.insert(out.end(), d->data.begin(), d->data.end());
-        got += d->data.size();
-      }
+    std::vector<proto::Message> reqs;
+    for (uint64_t at = out.size(); at < len && reqs.size() < kWindow; at += CRFS_MAX_DATA_BYTES) {
+      reqs.push_back(proto::DataRead{objectid, offset + at,
+                                     static_cast<uint32_t>(std::min<uint64_t>(len - at, CRFS_MAX_DATA_BYTES))});
     }
-    if (got == 0) break;  // end of file
+    auto batch = CallMany(std::move(reqs));
+    if (!batch.ok()) return batch.status();
+    for (auto& replies : *batch) {
+      CRFS_RETURN_IF_ERROR(Check(replies.back()));
+      size_t got = 0;
+      for (auto& f : replies) {
+        if (auto* d = std::get_if<proto::Data>(&f.msg)) {
+          if (d->objectid != objectid || d->offset != offset + out.size()) {
+            return Status(Code::kBadValue, "DATA reply for the wrong object or offset");
+          }
+          CRFS_RETURN_IF_ERROR(proto::VerifyDataBlockCrcs(d->data, d->csums));
+          out.insert(out.end(), d->data.begin(), d->data.end());
+          got += d->data.size();
+        }
+      }
+      if (got < CRFS_MAX_DATA_BYTES) return out;  // end of file (or a short read: the caller continues)
+    }
   }
   return out;
 }

@@ -50,6 +50,12 @@ class Connection {
   // FINAL_REPLY is still a successful Call (see Check()).
   Result<std::vector<proto::Frame>> Call(proto::Message request);
 
+  // Several requests pipelined: all are sent, then all replies collected.
+  // result[i] holds the replies to requests[i], its FINAL_REPLY last.
+  // Requests should total well under a socket buffer (kMaxPipelineBytes).
+  Result<std::vector<std::vector<proto::Frame>>> CallMany(std::vector<proto::Message> requests);
+  static constexpr size_t kMaxPipelineBytes = 64 << 10;
+
   // Every item of `objectid` (following the server's continuations).
   Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid);
   // Up to `len` bytes at `offset` (fewer at end of file), checksums verified.

@@ -86,7 +86,6 @@ class Session {
   State state_ = State::kHandshake;
   int64_t deadline_ms_;
   bool ssl_wants_write_ = false;
-  bool read_blocked_on_write_ = false;
 
   ClientIdentity id_;
   std::string fingerprint_;

@@ -8,6 +8,7 @@ or removed:
   `…/param`                                   -> a CodecNegative table case
   `fuzz.*`, `btrfs.x` ... (ctest names)       -> ctest tests
   `tests/...`, `proto/...` (paths)            -> files in the tree
+  `file.py:Class.test_x`                      -> a test in tests/e2e/file.py
 usage: docs_claims_test.py SOURCE_DIR BUILD_DIR GTEST_BINARY...
 """
 import fnmatch
@@ -35,13 +36,19 @@ ctests = re.findall(r'Test\s+#\d+: (\S+)', subprocess.run(['ctest', '-N', '--tes
 failures, checked = [], 0
 for ref in re.findall(r'`([^`\n]+)`', text):
     ref = ref.strip()
-    if ref.startswith('…/'):
+    m = re.fullmatch(r'(\w+\.py):(\w+)\.(test_\w+)', ref)
+    if m:  # a Python end-to-end test: the file has the class, the class has the test
+        path = os.path.join(src, 'tests', 'e2e', m.group(1))
+        body = open(path).read() if os.path.exists(path) else ''
+        cls = re.search(r'^class %s\b.*?(?=^class |\Z)' % m.group(2), body, re.S | re.M)
+        ok = bool(cls and re.search(r'def %s\(' % m.group(3), cls.group(0)))
+    elif ref.startswith('…/'):
         ok = any(t.endswith('/' + ref[2:]) for t in gtests)
     elif re.fullmatch(r'(tests|proto|tools|scripts|docs|server|client|kmod|pki|policy|authd)/[\w./-]+', ref):
         ok = os.path.exists(os.path.join(src, ref))
     elif re.fullmatch(r'(fuzz|btrfs|kmod|style|crfsctl|docs)\.[\w.*]+', ref):
         ok = any(fnmatch.fnmatch(t, ref) for t in ctests)
-    elif re.fullmatch(r'[A-Z]\w+\.[\w*]+(/\w+)?', ref):
+    elif re.fullmatch(r'[A-Z]\w+\.[\w*]+(/[\w*]+)?', ref):
         ok = any(fnmatch.fnmatch(t, ref) for t in gtests)
     else:
         continue

@@ -1,10 +1,11 @@
 #!/bin/bash
 # Runs one libFuzzer target for a bounded time from a seed corpus made by
-# `crfsctl example mkdir`, in a scratch directory. Fails if the fuzzer finds
+# `crfsctl example mkdir` (frames and item bodies), in a scratch directory. Fails if the fuzzer finds
 # a crash, leak, timeout or oracle violation (libFuzzer exits nonzero).
-# usage: run_fuzzer.sh FUZZER CRFSCTL SECONDS
+# Seed files in SEEDS (if given) are added to the corpus.
+# usage: run_fuzzer.sh FUZZER CRFSCTL SECONDS [SEEDS]
 set -euo pipefail
-fuzzer=$1 crfsctl=$2 seconds=$3
+fuzzer=$1 crfsctl=$2 seconds=$3 seeds=${4:-}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/corpus"
@@ -23,6 +24,7 @@ while pos + 24 <= len(data):
     pos += 24 + size
     n += 1
 PY
+[ -z "$seeds" ] || cp "$seeds"/* "$work/corpus/"
 cd "$work"
 "$fuzzer" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
   -print_final_stats=1 corpus 2>&1 | tail -n 25

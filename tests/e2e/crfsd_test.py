@@ -1,0 +1,442 @@
+#!/usr/bin/env python3
+"""End-to-end tests of crfsd: real TLS, real certificates, real btrfs.
+
+One fixture for the module: a btrfs image on a loop device, a CA made with
+crfs-pki (server, tenants acme and beta, an expired, a revoked and a foreign
+certificate), two tenant subvolumes made with `crfsctl tenant add`, and a
+crfsd started by PID. Tests use the `crfs` CLI for what a tenant does and
+Python's ssl module for what an attacker does. Everything is removed at the
+end, also when a test fails. Needs root.
+
+usage: crfsd_test.py BUILD_DIR SOURCE_DIR [unittest args]
+"""
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BUILD, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
+CRFSD = os.path.join(BUILD, 'server', 'crfsd')
+CRFS = os.path.join(BUILD, 'client', 'crfs')
+CRFSCTL = os.path.join(BUILD, 'tools', 'crfsctl')
+PKI = os.path.join(SRC, 'pki', 'crfs-pki')
+
+HELLO, HELLO_REPLY, FINAL_REPLY, PING, ITEM_QUERY, ITEM_RANGE, DATA_READ, DATA = 9, 10, 1, 15, 2, 3, 11, 12
+EPROTO, ENOENT, EOPNOTSUPP = 71, 2, 95
+
+W = None  # the fixture (module globals below)
+
+
+def run(*cmd, check=True, **kw):
+    return subprocess.run([str(c) for c in cmd], check=check, capture_output=True, text=True, **kw)
+
+
+def frame(msg_type, payload=b'', req_id=1, info=0):
+    return struct.pack('<QIIHHI', req_id, info, len(payload), msg_type, 0, 0) + payload
+
+
+def hello_payload(cap=b''):
+    return struct.pack('<IHHIII', 0x53465243, 1, 1, 0, 1 << 20, len(cap)) + cap
+
+
+def key(objectid, typ, offset):
+    return struct.pack('<QBQ', objectid, typ, offset)
+
+
+def query_payload(objectid):
+    return key(objectid, 0, 0) + key(objectid, 0, 0) + key(objectid, 255, 2**64 - 1) + struct.pack('<I', 65536)
+
+
+class Fixture:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix='crfs-e2e.')
+        self.loop = None
+        self.mnt = os.path.join(self.dir, 'mnt')
+        self.crfsd = None
+
+    def path(self, *p):
+        return os.path.join(self.dir, *p)
+
+    def setup(self):
+        img = self.path('storage.img')
+        with open(img, 'wb') as f:
+            f.truncate(512 << 20)
+        run('mkfs.btrfs', '-q', img)
+        self.loop = run('losetup', '--find', '--show', img).stdout.strip()
+        os.mkdir(self.mnt)
+        run('mount', '-o', 'noatime', self.loop, self.mnt)
+        pki = self.path('pki')
+        run(PKI, 'init', pki, '--trust-domain', 'crfs.test')
+        run(PKI, 'server', pki, 'crfsd', '--ip', '127.0.0.1')
+        for tenant, client in [('acme', 'alice'), ('beta', 'bob'), ('nobody', 'eve')]:
+            run(PKI, 'client', pki, tenant, client)
+        run(PKI, 'client', pki, 'acme', 'old', '--not-before', '20200101000000Z', '--not-after', '20200201000000Z')
+        run(PKI, 'client', pki, 'acme', 'fired')
+        run(PKI, 'revoke', pki, self.path('pki/clients/acme/fired.crt'))
+        other = self.path('other-ca')
+        run(PKI, 'init', other, '--trust-domain', 'crfs.test')
+        run(PKI, 'client', other, 'acme', 'mallory')
+        with open(self.path('crfsd.json'), 'w') as f:
+            f.write(f'''{{
+  "listen": "127.0.0.1:0",
+  "storage_root": "{self.mnt}",
+  "trust_domain": "crfs.test",
+  "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
+           "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},
+  "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000}},
+  "tenants": {{
+    "acme": {{"id_map": {{"uid_base": 100000, "gid_base": 100000, "count": 65536}}}},
+    "beta": {{"id_map": {{"uid_base": 200000, "gid_base": 200000, "count": 65536}}}}
+  }}
+}}''')
+        for t in ('acme', 'beta'):
+            run(CRFSCTL, 'tenant', 'add', '--config', self.path('crfsd.json'), t)
+        acme = os.path.join(self.mnt, 'tenants', 'acme')
+        os.makedirs(os.path.join(acme, 'docs', 'deep', 'er'))
+        with open(os.path.join(acme, 'docs', 'hello.txt'), 'w') as f:
+            f.write('hello acme\n')
+        with open(os.path.join(acme, 'big.bin'), 'wb') as f:
+            f.write(os.urandom(3 * 1024 * 1024 + 123))
+        os.setxattr(os.path.join(acme, 'docs', 'hello.txt'), 'user.color', b'blue')
+        os.chown(os.path.join(acme, 'docs', 'hello.txt'), 101000, 100005)
+        os.chown(os.path.join(acme, 'docs'), 7, 7)  # a host id outside acme's map
+        os.symlink('/etc/shadow', os.path.join(acme, 'evil'))
+        os.symlink('/', os.path.join(acme, 'rootlink'))
+        os.symlink('../../beta/secret.txt', os.path.join(acme, 'sneaky'))
+        run('btrfs', 'subvolume', 'snapshot', acme, os.path.join(acme, 'snap'))  # nested: not the tenant's
+        beta = os.path.join(self.mnt, 'tenants', 'beta')
+        with open(os.path.join(beta, 'secret.txt'), 'w') as f:
+            f.write('beta secret\n')
+        self.start()
+
+    def start(self):
+        port_file = self.path('port')
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.log = open(self.path('crfsd.log'), 'a')
+        self.crfsd = subprocess.Popen([CRFSD, '--config', self.path('crfsd.json'), '--port-file', port_file],
+                                      stdout=self.log, stderr=self.log)
+        for _ in range(100):
+            if os.path.exists(port_file):
+                self.port = int(open(port_file).read())
+                return
+            if self.crfsd.poll() is not None:
+                raise RuntimeError('crfsd exited: ' + open(self.path('crfsd.log')).read())
+            time.sleep(0.05)
+        raise RuntimeError('crfsd did not start')
+
+    def teardown(self):
+        if self.crfsd and self.crfsd.poll() is None:
+            self.crfsd.send_signal(signal.SIGTERM)
+            try:
+                self.crfsd.wait(10)
+            except subprocess.TimeoutExpired:
+                self.crfsd.kill()
+                self.crfsd.wait()
+        self.log.close()
+        subprocess.run(['umount', self.mnt], capture_output=True)
+        if self.loop:
+            subprocess.run(['losetup', '-d', self.loop], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def logtext(self):
+        self.log.flush()
+        return open(self.path('crfsd.log')).read()
+
+    def cert(self, tenant, client, ca='pki'):
+        return self.path(ca, 'clients', tenant, client + '.crt'), self.path(ca, 'clients', tenant, client + '.key')
+
+    def crfs(self, *args, tenant='acme', client='alice', check=True):
+        crt, key = self.cert(tenant, client)
+        return run(CRFS, '--server', f'127.0.0.1:{self.port}', '--ca', self.path('pki/ca.crt'), '--cert', crt,
+                   '--key', key, *args, check=check)
+
+    def tls(self, tenant='acme', client='alice', ca='pki', certfile=True, version=ssl.TLSVersion.TLSv1_3,
+            alpn=('crfs/1',)):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(self.path('pki/ca.crt'))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.maximum_version = version
+        if alpn:
+            ctx.set_alpn_protocols(list(alpn))
+        if certfile:
+            crt, key = self.cert(tenant, client, ca)
+            ctx.load_cert_chain(crt, key)
+        raw = socket.create_connection(('127.0.0.1', self.port), timeout=10)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return ctx.wrap_socket(raw, server_hostname='127.0.0.1')
+
+
+def recv_exact(sock, n):
+    buf = b''
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            raise ConnectionError('closed')
+        buf += chunk
+    return buf
+
+
+def recv_frame(sock):
+    head = recv_exact(sock, 24)
+    req_id, info, nbytes, typ, _, _ = struct.unpack('<QIIHHI', head)
+    return req_id, info, typ, recv_exact(sock, nbytes)
+
+
+def session(tenant='acme', client='alice'):
+    """A TLS session after a successful HELLO."""
+    s = W.tls(tenant, client)
+    s.sendall(frame(HELLO, hello_payload()))
+    _, _, typ, _ = recv_frame(s)
+    assert typ == HELLO_REPLY, typ
+    _, info, typ, _ = recv_frame(s)
+    assert typ == FINAL_REPLY and info == 0
+    return s
+
+
+def ping(s, req_id=7):
+    s.sendall(frame(PING, b'', req_id))
+    return recv_frame(s)
+
+
+def refused(test, **tls_kw):
+    """The session must not get as far as a HELLO_REPLY."""
+    s = None
+    try:
+        s = W.tls(**tls_kw)
+        s.sendall(frame(HELLO, hello_payload()))
+        got = recv_frame(s)
+        test.fail(f'session was served: {got}')
+    except (ssl.SSLError, ConnectionError, OSError):
+        pass
+    finally:
+        if s:
+            s.close()
+
+
+def setUpModule():
+    global W
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+    W = Fixture()
+    try:
+        W.setup()
+    except BaseException:
+        W.teardown()
+        raise
+
+
+def tearDownModule():
+    if W:
+        if W.crfsd and W.crfsd.poll() is not None:
+            print('crfsd exited early with', W.crfsd.returncode)
+        W.teardown()
+
+
+class TenantReadsItsFiles(unittest.TestCase):
+    def test_ls_cat_stat(self):
+        out = W.crfs('ls', '/').stdout
+        for name in ('docs', 'big.bin', 'evil', 'rootlink', 'sneaky'):
+            self.assertRegex(out, r'\s' + re.escape(name) + r'\n')
+        self.assertNotIn('snap', out, 'a nested snapshot is not the tenant\'s')
+        self.assertEqual(W.crfs('cat', '/docs/hello.txt').stdout, 'hello acme\n')
+        st = W.crfs('stat', '/docs/hello.txt').stdout
+        self.assertIn('Uid: 1000  Gid: 5', st, 'host ids 101000/100005 are tenant ids 1000/5 on the wire')
+        self.assertIn('Xattr: user.color (4 bytes)', st)
+        self.assertIn('Uid: 65534', W.crfs('stat', '/docs').stdout, 'an unmapped host id is squashed')
+
+    def test_big_file_round_trip_with_checksums(self):
+        dest = W.path('big.copy')
+        W.crfs('get', '/big.bin', dest)
+        with open(dest, 'rb') as a, open(os.path.join(W.mnt, 'tenants/acme/big.bin'), 'rb') as b:
+            self.assertEqual(a.read(), b.read())
+        os.remove(dest)
+        st = W.crfs('stat', '/big.bin').stdout
+        self.assertIn('Extent: 0+3145851 data', st)
+
+    def test_get_refuses_to_overwrite(self):
+        dest = W.path('exists')
+        open(dest, 'w').close()
+        r = W.crfs('get', '/docs/hello.txt', dest, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        with open(dest) as f:
+            self.assertEqual(f.read(), '')
+
+    def test_missing_path_is_enoent(self):
+        r = W.crfs('cat', '/docs/nope', check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('ENOENT', r.stderr)
+
+
+class Confinement(unittest.TestCase):
+    def test_symlinks_are_never_followed(self):
+        for link in ('/evil', '/sneaky'):
+            r = W.crfs('cat', link, check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('not a regular file', r.stderr)
+        self.assertEqual(W.crfs('ls', '/rootlink').stdout, '', 'a symlink to / lists as nothing')
+        r = W.crfs('cat', '/rootlink/etc/passwd', check=False)
+        self.assertIn('ENOENT', r.stderr)
+        self.assertIn("Extent: 0+11 inline", W.crfs('stat', '/evil').stdout, 'the link itself is readable')
+
+    def test_other_tenants_objectids_are_enoent(self):
+        # acme has listed its tree; its objectids mean nothing to beta, and
+        # no objectid gives beta acme's data.
+        W.crfs('ls', '/docs')
+        s = session('beta', 'bob')
+        seen = []
+        for oid in range(256, 300):
+            s.sendall(frame(DATA_READ, struct.pack('<QQII', oid, 0, 4096, 0), oid))
+            while True:
+                _, info, typ, payload = recv_frame(s)
+                if typ == DATA:
+                    seen.append(payload)
+                if typ == FINAL_REPLY:
+                    break
+            if oid != 256:
+                self.assertIn(info, (ENOENT,), f'objectid {oid} before beta listed anything')
+        self.assertFalse(any(b'hello acme' in p for p in seen))
+        s.close()
+        self.assertEqual(W.crfs('cat', '/secret.txt', tenant='beta', client='bob').stdout, 'beta secret\n')
+        r = W.crfs('cat', '/docs/hello.txt', tenant='beta', client='bob', check=False)
+        self.assertIn('ENOENT', r.stderr)
+
+    def test_unknown_tenant_is_refused_and_logged(self):
+        refused(self, tenant='nobody', client='eve')
+        time.sleep(0.2)
+        self.assertIn("refused: unknown tenant 'nobody'", W.logtext())
+
+
+class TlsBoundary(unittest.TestCase):
+    def test_tls_1_2_is_refused(self):
+        refused(self, version=ssl.TLSVersion.TLSv1_2)
+
+    def test_no_client_certificate(self):
+        refused(self, certfile=False)
+
+    def test_certificate_of_another_ca(self):
+        refused(self, client='mallory', ca='other-ca')
+        time.sleep(0.2)
+        self.assertIn('TLS handshake failed', W.logtext())
+
+    def test_expired_certificate(self):
+        refused(self, client='old')
+        time.sleep(0.2)
+        self.assertIn('certificate: certificate has expired', W.logtext())
+
+    def test_revoked_certificate(self):
+        refused(self, client='fired')
+        time.sleep(0.2)
+        self.assertIn('certificate: certificate revoked', W.logtext())
+
+    def test_alpn_is_required(self):
+        refused(self, alpn=())
+
+    def test_no_session_tickets(self):
+        s = session()
+        ping(s)
+        self.assertFalse(s.session is not None and s.session.has_ticket, 'crfsd issued a session ticket')
+        self.assertEqual(s.version(), 'TLSv1.3')
+        s.close()
+
+
+class BadClients(unittest.TestCase):
+    def assert_still_serving(self):
+        self.assertEqual(W.crfsd.poll(), None, 'crfsd died')
+        s = session()
+        _, info, typ, _ = ping(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, 0))
+        s.close()
+
+    def expect_closed(self, s):
+        with self.assertRaises((ConnectionError, ssl.SSLError, OSError)):
+            while True:
+                recv_frame(s)
+
+    def test_garbage_header_closes_the_session(self):
+        s = session()
+        s.sendall(b'\xff' * 24)
+        self.expect_closed(s)
+        self.assert_still_serving()
+
+    def test_bad_payload_gets_eproto_then_close(self):
+        s = session()
+        bad = bytearray(frame(ITEM_QUERY, query_payload(256), 42))
+        bad[24 + 17] = 0xff  # min.objectid 511 > max.objectid 256
+        s.sendall(bytes(bad))
+        req_id, info, typ, text = recv_frame(s)
+        self.assertEqual((req_id, typ, info), (42, FINAL_REPLY, EPROTO))
+        self.assertIn(b'out of order', text)
+        self.expect_closed(s)
+        self.assertIn('protocol error, ending session', W.logtext())
+        self.assert_still_serving()
+
+    def test_oversized_frame_is_refused_before_buffering(self):
+        s = session()
+        s.sendall(struct.pack('<QIIHHI', 5, 0, 64 << 20, PING, 0, 0))
+        self.expect_closed(s)
+        self.assertIn('payload of 67108864 bytes', W.logtext())
+        self.assert_still_serving()
+
+    def test_truncated_frame_does_not_block_others(self):
+        s = session()
+        s.sendall(frame(ITEM_QUERY, query_payload(256), 9)[:40])  # and then nothing
+        self.assert_still_serving()
+        s.close()
+
+    def test_request_before_hello_and_server_only_types(self):
+        s = W.tls()
+        s.sendall(frame(PING, b'', 3))
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, EPROTO))
+        self.assertIn(b'first request must be HELLO', text)
+        s = session()
+        s.sendall(frame(DATA, struct.pack('<QQIHH', 257, 0, 1, 1, 0) + struct.pack('<I', 0) + b'x', 4))
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual(info, EPROTO)
+        self.assertIn(b'may not send CRFS_MSG_DATA', text)
+
+    def test_capability_is_refused_until_supported(self):
+        s = W.tls()
+        s.sendall(frame(HELLO, hello_payload(b'token'), 1))
+        _, info, typ, _ = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, EOPNOTSUPP))
+
+    def test_many_sessions_and_stalled_connections(self):
+        # 1000 connections that never finish a handshake...
+        stalled = [socket.create_connection(('127.0.0.1', W.port)) for _ in range(1000)]
+        # ...do not stop 256 concurrent TLS sessions from being served.
+        t0 = time.time()
+        sessions = [session() for _ in range(256)]
+        for i, s in enumerate(sessions):
+            _, info, typ, _ = ping(s, 100 + i)
+            self.assertEqual((typ, info), (FINAL_REPLY, 0))
+        served = time.time() - t0
+        for s in sessions:
+            s.close()
+        # The handshake deadline (2 s in this configuration) closes the stalled ones.
+        time.sleep(3.5)
+        closed = 0
+        for c in stalled:
+            c.settimeout(1)
+            try:
+                if c.recv(1) == b'':
+                    closed += 1
+            except (ConnectionError, socket.timeout, OSError):
+                closed += 1
+            c.close()
+        self.assertEqual(closed, 1000)
+        print(f'\n256 sessions handshaked and served in {served:.2f} s beside 1000 stalled connections', end=' ')
+        self.assert_still_serving()
+
+
+if __name__ == '__main__':
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
