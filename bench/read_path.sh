@@ -86,10 +86,10 @@ ssh-keygen -q -t ed25519 -N '' -f "$work/ssh/user"
 sshport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '%s\n' "ListenAddress 127.0.0.1" "Port $sshport" "HostKey $work/ssh/host" \
   "AuthorizedKeysFile $work/ssh/user.pub" "PermitRootLogin prohibit-password" "PasswordAuthentication no" \
-  "Subsystem sftp internal-sftp" "PidFile none" > "$work/ssh/sshd_config"
+  "Subsystem sftp internal-sftp" "PidFile none" "StrictModes no" > "$work/ssh/sshd_config"
 /usr/sbin/sshd -D -f "$work/ssh/sshd_config" -E "$work/ssh/log" &
 sshd_pid=$!
-sleep 0.5
+for _ in $(seq 50); do (echo > "/dev/tcp/127.0.0.1/$sshport") 2> /dev/null && break; sleep 0.1; done
 sshfs -p "$sshport" -o IdentityFile="$work/ssh/user",StrictHostKeyChecking=no,UserKnownHostsFile=/dev/null \
   "root@127.0.0.1:$tenant" "$sshmnt"
 

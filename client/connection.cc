@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <deque>
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
@@ -76,6 +77,7 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& o) {
     return fail_ctx("key " + o.key);
   }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_read_ahead(ctx, 1);  // whole socket reads, not two syscalls per record
   if (SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn)) != 0) return fail_ctx("ALPN");
   auto fd = Dial(o);
   if (!fd.ok()) {
@@ -136,7 +138,14 @@ Status Connection::SendBytes(const std::vector<uint8_t>& bytes) {
   while (off < bytes.size()) {
     ERR_clear_error();
     int n = SSL_write(ssl_, bytes.data() + off, static_cast<int>(std::min<size_t>(bytes.size() - off, 1 << 20)));
-    if (n <= 0) return TlsFail("send");
+    if (n <= 0) {
+      // In TLS 1.3 the server judges our certificate after the handshake
+      // returned here; its verdict is an alert waiting to be read.
+      ERR_clear_error();
+      char byte;
+      SSL_read(ssl_, &byte, 1);
+      return TlsFail("the server ended the session");
+    }
     off += static_cast<size_t>(n);
   }
   return Status::Ok();
@@ -251,35 +260,61 @@ Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid) {
   }
 }
 
-Result<std::vector<uint8_t>> Connection::Read(uint64_t objectid, uint64_t offset, uint32_t len) {
-  // Up to kWindow reads in flight: one round trip per window, not per block.
-  constexpr uint32_t kWindow = 16;
-  std::vector<uint8_t> out;
-  out.reserve(len);
-  while (out.size() < len) {
-    std::vector<proto::Message> reqs;
-    for (uint64_t at = out.size(); at < len && reqs.size() < kWindow; at += CRFS_MAX_DATA_BYTES) {
-      reqs.push_back(proto::DataRead{objectid, offset + at,
-                                     static_cast<uint32_t>(std::min<uint64_t>(len - at, CRFS_MAX_DATA_BYTES))});
+Status Connection::ReadStream(uint64_t objectid, uint64_t offset, uint64_t len,
+                              const std::function<Status(proto::Bytes)>& sink) {
+  struct Pending {
+    uint64_t id, offset;
+    uint32_t len, got = 0;
+  };
+  std::deque<Pending> pending;
+  const uint64_t end = len > ~0ull - offset ? ~0ull : offset + len;
+  uint64_t next = offset;
+  bool eof = false;
+  Status failure;
+  while (!pending.empty() || (next < end && !eof && failure.ok())) {
+    // Keep the window full (all requests of a top-up in one write).
+    std::vector<uint8_t> batch;
+    while (!eof && failure.ok() && next < end && pending.size() < kReadWindow) {
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(end - next, CRFS_MAX_DATA_BYTES));
+      auto bytes = proto::EncodeFrame(proto::Frame{next_id_, 0, proto::DataRead{objectid, next, n}});
+      if (!bytes.ok()) return bytes.status();
+      batch.insert(batch.end(), bytes->begin(), bytes->end());
+      pending.push_back({next_id_++, next, n});
+      next += n;
     }
-    auto batch = CallMany(std::move(reqs));
-    if (!batch.ok()) return batch.status();
-    for (auto& replies : *batch) {
-      CRFS_RETURN_IF_ERROR(Check(replies.back()));
-      size_t got = 0;
-      for (auto& f : replies) {
-        if (auto* d = std::get_if<proto::Data>(&f.msg)) {
-          if (d->objectid != objectid || d->offset != offset + out.size()) {
-            return Status(Code::kBadValue, "DATA reply for the wrong object or offset");
-          }
-          CRFS_RETURN_IF_ERROR(proto::VerifyDataBlockCrcs(d->data, d->csums));
-          out.insert(out.end(), d->data.begin(), d->data.end());
-          got += d->data.size();
-        }
+    if (!batch.empty()) CRFS_RETURN_IF_ERROR(SendBytes(batch));
+    auto f = Receive();
+    if (!f.ok()) return f.status();
+    if (f->id == 0) continue;
+    Pending& head = pending.front();
+    if (f->id != head.id) return Status(Code::kBadValue, "reply out of order for a pipelined read");
+    if (auto* d = std::get_if<proto::Data>(&f->msg)) {
+      if (d->objectid != objectid || d->offset != head.offset + head.got || d->data.size() > head.len - head.got) {
+        return Status(Code::kBadValue, "DATA reply for the wrong object, offset or length");
       }
-      if (got < CRFS_MAX_DATA_BYTES) return out;  // end of file (or a short read: the caller continues)
+      CRFS_RETURN_IF_ERROR(proto::VerifyDataBlockCrcs(d->data, d->csums));
+      if (failure.ok() && !eof) failure = sink(d->data);
+      head.got += static_cast<uint32_t>(d->data.size());
+      continue;
     }
+    if (!std::holds_alternative<proto::FinalReply>(f->msg))
+      return Status(Code::kBadValue, "unexpected reply to a read");
+    Status s = Check(*f);
+    if (!s.ok() && failure.ok()) failure = s;
+    // A short read is the end of the file: later replies are discarded.
+    if (head.got < head.len) eof = true;
+    pending.pop_front();
   }
+  return failure;
+}
+
+Result<std::vector<uint8_t>> Connection::Read(uint64_t objectid, uint64_t offset, uint32_t len) {
+  std::vector<uint8_t> out;
+  Status s = ReadStream(objectid, offset, len, [&out](proto::Bytes b) {
+    out.insert(out.end(), b.begin(), b.end());
+    return Status::Ok();
+  });
+  if (!s.ok()) return s;
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <openssl/ssl.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -60,6 +61,11 @@ class Connection {
   Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid);
   // Up to `len` bytes at `offset` (fewer at end of file), checksums verified.
   Result<std::vector<uint8_t>> Read(uint64_t objectid, uint64_t offset, uint32_t len);
+  // Streams bytes [offset, offset + len) (or to end of file) to `sink` in
+  // order, each piece's checksums verified first, keeping kReadWindow
+  // DATA_READs in flight. Stops at the first error, the sink's included.
+  Status ReadStream(uint64_t objectid, uint64_t offset, uint64_t len, const std::function<Status(proto::Bytes)>& sink);
+  static constexpr size_t kReadWindow = 16;
   // The objectid of `path` ("/a/b"), looked up from the root one name at a time.
   Result<uint64_t> Lookup(const std::string& path);
 

@@ -11,6 +11,7 @@
 
 #include "client/connection.h"
 #include "proto/codec.h"
+#include "proto/snoop.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ constexpr char kUsage[] =
     "  cat PATH          write a file's contents to standard output\n"
     "  get PATH FILE     copy a file to a local FILE (refuses to overwrite)\n"
     "  find [PATH]       every object below PATH, one line each (like find -ls)\n"
+    "  items PATH        the object's items as the server sends them (snoop form)\n"
     "\n"
     "Defaults come from CRFS_SERVER, CRFS_CA, CRFS_CERT and CRFS_KEY.\n";
 
@@ -140,6 +142,20 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
   return out;
 }
 
+int Items(Connection& c, const std::string& path) {
+  auto ino = c.Lookup(path);
+  if (!ino.ok()) return Fail(ino.status());
+  const proto::Key k{*ino, 0, 0};
+  auto replies = c.Call(proto::ItemQuery{k, k, {*ino, 0xff, ~0ull}, 1 << 20});
+  if (!replies.ok()) return Fail(replies.status());
+  for (const auto& f : *replies) {
+    auto bytes = proto::EncodeFrame(f);
+    if (!bytes.ok()) return Fail(bytes.status());
+    std::fputs(proto::FormatFrame(f, static_cast<uint32_t>(bytes->size() - proto::kHeaderSize)).c_str(), stdout);
+  }
+  return Connection::Check(replies->back()).ok() ? 0 : Fail(Connection::Check(replies->back()));
+}
+
 // Breadth-first over the tree, a pipelined batch of objects at a time.
 int Find(Connection& c, const std::string& path) {
   auto root = c.Lookup(path);
@@ -175,19 +191,15 @@ int Find(Connection& c, const std::string& path) {
   return 0;
 }
 
-// Streams a file to `out` in DATA_READ-sized pieces.
+// Streams a file to `out`, pipelined, checksums verified per block.
 int Copy(Connection& c, const std::string& path, std::FILE* out) {
   auto ino = c.Lookup(path);
   if (!ino.ok()) return Fail(ino.status());
-  for (uint64_t off = 0;;) {
-    auto data = c.Read(*ino, off, 1 << 20);
-    if (!data.ok()) return Fail(data.status());
-    if (data->empty()) return 0;
-    if (std::fwrite(data->data(), 1, data->size(), out) != data->size()) {
-      return Fail(Status(crfs::Code::kIo, "write failed"));
-    }
-    off += data->size();
-  }
+  Status s = c.ReadStream(*ino, 0, ~0ull, [out](proto::Bytes b) {
+    if (std::fwrite(b.data(), 1, b.size(), out) != b.size()) return Status(crfs::Code::kIo, "write failed");
+    return Status::Ok();
+  });
+  return s.ok() ? 0 : Fail(s);
 }
 
 }  // namespace
@@ -236,8 +248,8 @@ int main(int argc, char** argv) {
                       : (cmd == "ls" || cmd == "find") ? (args.size() == 1 ? 1 : 2)
                       : cmd == "get"                   ? 3
                                                        : 2;
-  if (args.size() != want ||
-      (cmd != "ping" && cmd != "ls" && cmd != "stat" && cmd != "cat" && cmd != "get" && cmd != "find")) {
+  if (args.size() != want || (cmd != "ping" && cmd != "ls" && cmd != "stat" && cmd != "cat" && cmd != "get" &&
+                              cmd != "find" && cmd != "items")) {
     std::fputs(kUsage, stderr);
     return 2;
   }
@@ -254,6 +266,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "ls") return Ls(c, args.size() > 1 ? args[1] : "/");
   if (cmd == "find") return Find(c, args.size() > 1 ? args[1] : "/");
+  if (cmd == "items") return Items(c, args[1]);
   if (cmd == "stat") return Stat(c, args[1]);
   if (cmd == "cat") return Copy(c, args[1], stdout);
   // get: never overwrite a local file.

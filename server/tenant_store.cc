@@ -4,9 +4,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -19,6 +22,7 @@
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
+#include "server/log.h"
 
 namespace crfs::server {
 namespace {
@@ -82,14 +86,23 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return Status(Code::kIo, "tenant " + c.name + ": " + path + ": " + strerror(errno));
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_ino != CRFS_ROOT_OBJECTID) {
+  struct statfs fs;
+  if (fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0 || fs.f_type != BTRFS_SUPER_MAGIC ||
+      st.st_ino != CRFS_ROOT_OBJECTID) {
     close(fd);
     return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path + " is not a btrfs subvolume root");
+  }
+  if (!(fs.f_flags & ST_NOATIME)) {
+    Log(LogLevel::kWarning, "tenant %s: %s is not mounted noatime: reads will write metadata", c.name.c_str(),
+        path.c_str());
   }
   return std::unique_ptr<TenantStore>(new TenantStore(c.name, c.ids, fd, st.st_dev));
 }
 
-TenantStore::~TenantStore() { close(root_fd_); }
+TenantStore::~TenantStore() {
+  for (auto& [ino, fd] : dir_cache_) close(fd);
+  close(root_fd_);
+}
 
 uint64_t TenantStore::Generation() const {
   struct btrfs_util_subvolume_info info;
@@ -115,6 +128,30 @@ int TenantStore::OpenChild(int dir_fd, const std::string& name, uint64_t want_in
   return fd;
 }
 
+int TenantStore::DirFd(uint64_t ino, int depth, RequestError* err) {
+  if (ino == CRFS_ROOT_OBJECTID) return root_fd_;
+  if (auto it = dir_cache_.find(ino); it != dir_cache_.end()) return it->second;
+  auto it = table_.find(ino);
+  if (it == table_.end() || depth > kMaxDepth) {
+    Fail(err, ENOENT, "no directory " + std::to_string(ino) + " in tenant " + name_);
+    return -1;
+  }
+  const Entry e = it->second;
+  int parent = DirFd(e.parent, depth + 1, err);
+  if (parent < 0) return -1;
+  int fd = OpenChild(parent, e.name, ino, O_PATH | O_DIRECTORY, err);
+  if (fd < 0) {
+    table_.erase(ino);  // stale: forget it; a new listing re-learns it
+    return -1;
+  }
+  if (dir_cache_.size() >= kDirCacheMax) {
+    for (auto& [cached_ino, cached_fd] : dir_cache_) close(cached_fd);
+    dir_cache_.clear();
+  }
+  dir_cache_.emplace(ino, fd);
+  return fd;
+}
+
 int TenantStore::OpenObject(uint64_t ino, int flags, RequestError* err) {
   if (ino == CRFS_ROOT_OBJECTID) {
     struct open_how how {};
@@ -124,29 +161,23 @@ int TenantStore::OpenObject(uint64_t ino, int flags, RequestError* err) {
     if (fd < 0) Fail(err, errno, "open root: " + std::string(strerror(errno)));
     return fd;
   }
-  // The chain of names from the root down to `ino`.
-  std::vector<std::pair<uint64_t, const Entry*>> chain;
-  for (uint64_t cur = ino; cur != CRFS_ROOT_OBJECTID;) {
-    auto it = table_.find(cur);
-    if (it == table_.end() || chain.size() >= kMaxDepth) {
-      Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
-      return -1;
-    }
-    chain.emplace_back(cur, &it->second);
-    cur = it->second.parent;
+  auto it = table_.find(ino);
+  if (it == table_.end()) {
+    Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+    return -1;
   }
-  int dir = root_fd_;
-  for (size_t i = chain.size(); i-- > 0;) {
-    const bool last = i == 0;
-    int fd = OpenChild(dir, chain[i].second->name, chain[i].first, last ? flags : (O_PATH | O_DIRECTORY), err);
-    if (dir != root_fd_) close(dir);
-    if (fd < 0) {
-      table_.erase(chain[i].first);  // stale: forget it; a new listing re-learns it
-      return -1;
+  const Entry e = it->second;
+  int dir = DirFd(e.parent, 0, err);
+  if (dir < 0) return -1;
+  int fd = OpenChild(dir, e.name, ino, flags, err);
+  if (fd < 0) {
+    table_.erase(ino);
+    if (auto d = dir_cache_.find(e.parent); d != dir_cache_.end()) {  // the parent may be gone too
+      close(d->second);
+      dir_cache_.erase(d);
     }
-    dir = fd;
   }
-  return dir;
+  return fd;
 }
 
 bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, RequestError* err) {
@@ -185,7 +216,7 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       if (d->d_ino >= CRFS_PROVISIONAL_FIRST) continue;  // cannot be named on the wire
       proto::DirEntry e{{d->d_ino, CRFS_INODE_ITEM_KEY, 0}, 0, FileTypeFromDirent(d->d_type), name};
       if (e.type == CRFS_FT_UNKNOWN) continue;
-      table_[d->d_ino] = Entry{ino, this_index, name};
+      table_[d->d_ino] = Entry{ino, this_index, name, e.type};
       by_hash[proto::BtrfsNameHash(name)].entries.push_back(e);
       by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
     }
@@ -197,28 +228,36 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
 }
 
 bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* err) {
-  Fd path(OpenObject(ino, O_PATH, err));
-  if (path.fd < 0) return false;
+  // Open the object once, the way its type allows: regular files and
+  // directories for reading (generation, xattrs, entries, data layout),
+  // anything else as O_PATH only, because opening a fifo, socket or device
+  // has side effects. The type is the one the parent's listing reported;
+  // the inode check in OpenChild and the statx below catch a swap.
+  uint8_t type = CRFS_FT_DIR;
+  if (ino != CRFS_ROOT_OBJECTID) {
+    auto it = table_.find(ino);
+    if (it == table_.end()) return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+    type = it->second.type;
+  }
+  const int flags = type == CRFS_FT_DIR        ? O_RDONLY | O_DIRECTORY
+                    : type == CRFS_FT_REG_FILE ? O_RDONLY | O_NONBLOCK | O_NOCTTY
+                                               : O_PATH;
+  Fd io(OpenObject(ino, flags, err));
+  if (io.fd < 0) return false;
   struct statx sx;
-  if (statx(path.fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) {
+  if (statx(io.fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS | STATX_BTIME, &sx) != 0) {
     return Fail(err, errno, "statx: " + std::string(strerror(errno)));
   }
   const bool is_dir = S_ISDIR(sx.stx_mode), is_reg = S_ISREG(sx.stx_mode);
-  // A readable fd for what needs one (generation, xattrs, data layout).
-  // Never for fifos, sockets or devices: opening those has side effects.
-  int io_fd = -1;
-  if (is_dir) {
-    io_fd = openat(path.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (io_fd < 0) return Fail(err, errno, "opendir: " + std::string(strerror(errno)));
-  } else if (is_reg) {
-    io_fd = OpenObject(ino, O_RDONLY | O_NONBLOCK, err);
-    if (io_fd < 0) return false;
+  if (is_dir != (type == CRFS_FT_DIR) || is_reg != (type == CRFS_FT_REG_FILE)) {
+    table_.erase(ino);
+    return Fail(err, ENOENT, "object " + std::to_string(ino) + " changed type");
   }
-  Fd io(io_fd);
+  const bool readable = is_dir || is_reg;
 
   proto::InodeItem inode;
   uint32_t generation = 0;
-  if (io.fd >= 0 && ioctl(io.fd, FS_IOC_GETVERSION, &generation) != 0) generation = 0;
+  if (readable && ioctl(io.fd, FS_IOC_GETVERSION, &generation) != 0) generation = 0;
   inode.generation = generation;
   inode.size = sx.stx_size;
   inode.nbytes = sx.stx_blocks * 512;
@@ -243,7 +282,7 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
     items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
   }
 
-  if (io.fd >= 0) {
+  if (readable) {
     std::map<uint64_t, proto::Xattrs> xattrs;
     char names[65536];
     ssize_t len = flistxattr(io.fd, names, sizeof(names));
@@ -263,7 +302,7 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
 
   if (S_ISLNK(sx.stx_mode)) {
     char target[4096];
-    ssize_t n = readlinkat(path.fd, "", target, sizeof(target));
+    ssize_t n = readlinkat(io.fd, "", target, sizeof(target));
     if (n > 0) {
       proto::ExtentData e;
       e.generation = generation;

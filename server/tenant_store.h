@@ -73,6 +73,7 @@ class TenantStore {
     uint64_t parent = 0;
     uint64_t index = 0;
     std::string name;
+    uint8_t type = 0;  // CRFS_FT_* as the directory listing reported it
   };
 
   TenantStore(std::string name, const IdMapConfig& ids, int root_fd, dev_t dev)
@@ -81,6 +82,9 @@ class TenantStore {
   // Opens objectid `ino` with `flags` (O_PATH, O_RDONLY, ...), verified to be
   // that inode on the tenant's device. Returns -1 with *err set.
   int OpenObject(uint64_t ino, int flags, RequestError* err);
+  // An O_PATH fd of directory `ino`, owned by the directory cache (do not
+  // close it); -1 with *err set.
+  int DirFd(uint64_t ino, int depth, RequestError* err);
   int OpenChild(int dir_fd, const std::string& name, uint64_t want_ino, int flags, RequestError* err);
   bool ItemsOf(uint64_t ino, std::vector<proto::Item>* items, RequestError* err);
   bool DirItems(int dir_fd, uint64_t ino, std::vector<proto::Item>* items, RequestError* err);
@@ -90,6 +94,12 @@ class TenantStore {
   int root_fd_;
   dev_t dev_;
   std::unordered_map<uint64_t, Entry> table_;
+  // Directories opened recently, by objectid: a lookup costs one openat2
+  // from the parent instead of one per path component. An fd keeps naming
+  // its directory wherever it is renamed to, and a rename cannot leave the
+  // subvolume (EXDEV), so a cached fd never reaches outside the tenant.
+  std::unordered_map<uint64_t, int> dir_cache_;
+  static constexpr size_t kDirCacheMax = 4096;
 };
 
 }  // namespace crfs::server

@@ -253,6 +253,25 @@ class TenantReadsItsFiles(unittest.TestCase):
         self.assertIn('Xattr: user.color (4 bytes)', st)
         self.assertIn('Uid: 65534', W.crfs('stat', '/docs').stdout, 'an unmapped host id is squashed')
 
+    def test_directory_keys_are_btrfs_keys(self):
+        # The DIR_ITEM and DIR_INDEX keys crfsd sends for acme's root are the
+        # ones btrfs itself stored (dump-tree of the committed tree).
+        out = W.crfs('items', '/').stdout
+        wire = set(re.findall(r'key \(256\.([dD])\.(\w+)\)\n\s+dent len \d+ type \d+ \[\w+\] name .* loc \((\d+)\.i\.0\)', out))
+        wire = {(t, int(o, 16) if t == 'd' else int(o), int(loc)) for t, o, loc in wire}
+        run('sync')
+        root_id = run('btrfs', 'inspect-internal', 'rootid', os.path.join(W.mnt, 'tenants', 'acme')).stdout.strip()
+        dump = run('btrfs', 'inspect-internal', 'dump-tree', '-t', root_id, W.loop).stdout
+        disk, subvolumes = set(), set()
+        for t, o, loc, typ in re.findall(
+                r'key \(256 (DIR_ITEM|DIR_INDEX) (\d+)\)[^\n]*\n\s+location key \((\d+) (INODE_ITEM|ROOT_ITEM)', dump):
+            entry = ('d' if t == 'DIR_ITEM' else 'D', int(o), int(loc))
+            (subvolumes if typ == 'ROOT_ITEM' else disk).add(entry)
+        # The nested snapshot's two entries exist on disk but are not the tenant's.
+        self.assertEqual(len(subvolumes), 2, subvolumes)
+        self.assertEqual(wire, disk)
+        self.assertGreaterEqual(len(wire), 10)
+
     def test_big_file_round_trip_with_checksums(self):
         dest = W.path('big.copy')
         W.crfs('get', '/big.bin', dest)
