@@ -44,7 +44,7 @@ truncate -s $((mib * 2 + 1024))M "$work/img"
 mkfs.btrfs -q "$work/img" > /dev/null
 loop=$(losetup --find --show "$work/img")
 mkdir -p "$mnt" "$sshmnt"
-mount -o noatime "$loop" "$mnt"
+mount -o noatime,nodev,nosuid "$loop" "$mnt"
 pki/crfs-pki init "$work/pki" --trust-domain bench.crfs > /dev/null
 pki/crfs-pki server "$work/pki" crfsd --ip 127.0.0.1 > /dev/null
 pki/crfs-pki client "$work/pki" bench runner > /dev/null

@@ -89,12 +89,13 @@ Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& o) {
   if (!ssl || SSL_set_fd(ssl, *fd) != 1) return TlsFail("SSL_new");
   // The server must prove the name or address we dialled.
   unsigned char ip[16];
+  bool pinned;
   if (inet_pton(AF_INET, o.host.c_str(), ip) == 1 || inet_pton(AF_INET6, o.host.c_str(), ip) == 1) {
-    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str());
+    pinned = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str()) == 1;
   } else {
-    SSL_set1_host(ssl, o.host.c_str());
-    SSL_set_tlsext_host_name(ssl, o.host.c_str());
+    pinned = SSL_set1_host(ssl, o.host.c_str()) == 1 && SSL_set_tlsext_host_name(ssl, o.host.c_str()) == 1;
   }
+  if (!pinned) return TlsFail("cannot check the server's name " + o.host);
   ERR_clear_error();
   if (SSL_connect(ssl) != 1) {
     long v = SSL_get_verify_result(ssl);
@@ -162,7 +163,9 @@ Result<proto::Frame> Connection::Receive() {
     if (n <= 0) {
       int e = SSL_get_error(ssl_, n);
       if (e == SSL_ERROR_ZERO_RETURN) return Status(Code::kIo, "server closed the session");
-      if (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      // SO_RCVTIMEO expired (OpenSSL reports it as WANT_READ or a syscall
+      // error with EAGAIN); the stream is mid-frame now, so it is unusable.
+      if (e == SSL_ERROR_WANT_READ || (e == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK))) {
         return Status(Code::kIo, "timed out waiting for the server");
       }
       return TlsFail("receive");
@@ -230,12 +233,12 @@ int Connection::errno_of(const Status& s) {
   return open == std::string::npos ? 0 : std::atoi(s.message().c_str() + open + 1);
 }
 
-Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid) {
+Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid, uint8_t min_type, uint8_t max_type) {
   std::vector<proto::Item> items;
-  const proto::Key max{objectid, 0xff, ~0ull};
-  proto::Key key{objectid, 0, 0};
+  const proto::Key max{objectid, max_type, ~0ull};
+  proto::Key key{objectid, min_type, 0};
   for (;;) {
-    auto replies = Call(proto::ItemQuery{key, key, max, 1 << 20});
+    auto replies = Call(proto::ItemQuery{key, {objectid, min_type, 0}, max, 1 << 20});
     if (!replies.ok()) return replies.status();
     CRFS_RETURN_IF_ERROR(Check(replies->back()));
     proto::Key covered = key;
@@ -248,6 +251,7 @@ Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid) {
       }
     }
     if (!any) return Status(Code::kBadValue, "query answered without a range");
+    if (covered < key) return Status(Code::kBadValue, "server answered a range before the one asked for");
     if (!(covered < max)) return items;
     key = covered;  // the server stopped early: continue after what it covered
     if (key.offset != ~0ull) {
@@ -335,7 +339,9 @@ Result<uint64_t> Connection::Lookup(const std::string& path) {
     for (auto& f : *replies) {
       auto* r = std::get_if<proto::ItemRange>(&f.msg);
       for (size_t i = 0; r && i < r->items.size() && !found; i++) {
-        for (const auto& e : std::get<proto::DirEntries>(r->items[i].body).entries) {
+        const auto* entries = std::get_if<proto::DirEntries>(&r->items[i].body);
+        if (!entries || r->items[i].key != k) return Status(Code::kBadValue, "server answered another key");
+        for (const auto& e : entries->entries) {
           if (e.name == name) {
             ino = e.location.objectid;
             found = true;

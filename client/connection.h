@@ -57,8 +57,9 @@ class Connection {
   Result<std::vector<std::vector<proto::Frame>>> CallMany(std::vector<proto::Message> requests);
   static constexpr size_t kMaxPipelineBytes = 64 << 10;
 
-  // Every item of `objectid` (following the server's continuations).
-  Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid);
+  // The items of `objectid` with key types in [min_type, max_type]
+  // (following the server's continuations).
+  Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid, uint8_t min_type = 0, uint8_t max_type = 0xff);
   // Up to `len` bytes at `offset` (fewer at end of file), checksums verified.
   Result<std::vector<uint8_t>> Read(uint64_t objectid, uint64_t offset, uint32_t len);
   // Streams bytes [offset, offset + len) (or to end of file) to `sink` in

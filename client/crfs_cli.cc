@@ -73,12 +73,14 @@ std::string Perms(uint32_t mode) {
 int Ls(Connection& c, const std::string& path) {
   auto ino = c.Lookup(path);
   if (!ino.ok()) return Fail(ino.status());
-  auto items = c.ItemsOf(*ino);
+  auto items = c.ItemsOf(*ino, CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
   if (!items.ok()) return Fail(items.status());
   for (const auto& it : *items) {
     if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
-    const auto& e = std::get<proto::DirEntries>(it.body).entries[0];
-    auto child = c.ItemsOf(e.location.objectid);
+    const auto* entries = std::get_if<proto::DirEntries>(&it.body);
+    if (!entries) continue;
+    const auto& e = entries->entries[0];
+    auto child = c.ItemsOf(e.location.objectid, CRFS_INODE_ITEM_KEY, CRFS_INODE_ITEM_KEY);
     if (!child.ok()) return Fail(child.status());
     const proto::InodeItem* in = FindInode(*child);
     if (!in) continue;
@@ -91,7 +93,7 @@ int Ls(Connection& c, const std::string& path) {
 int Stat(Connection& c, const std::string& path) {
   auto ino = c.Lookup(path);
   if (!ino.ok()) return Fail(ino.status());
-  auto items = c.ItemsOf(*ino);
+  auto items = c.ItemsOf(*ino, CRFS_INODE_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
   if (!items.ok()) return Fail(items.status());
   const proto::InodeItem* in = FindInode(*items);
   if (!in) return Fail(Status(crfs::Code::kBadValue, "no inode item"));
@@ -103,11 +105,27 @@ int Stat(Connection& c, const std::string& path) {
     if (auto* x = std::get_if<proto::Xattrs>(&it.body)) {
       for (const auto& e : x->entries) std::printf("  Xattr: %s (%zu bytes)\n", e.name.c_str(), e.value.size());
     }
-    if (auto* e = std::get_if<proto::ExtentData>(&it.body)) {
+  }
+  // The layout: one query's worth (a huge sparse file has millions of runs).
+  const proto::Key first{*ino, CRFS_EXTENT_DATA_KEY, 0}, last{*ino, CRFS_EXTENT_DATA_KEY, ~0ull};
+  auto replies = c.Call(proto::ItemQuery{first, first, last, 1 << 20});
+  if (!replies.ok()) return Fail(replies.status());
+  if (Status s = Connection::Check(replies->back()); !s.ok()) return Fail(s);
+  size_t shown = 0, total = 0;
+  bool partial = false;
+  for (const auto& f : *replies) {
+    const auto* r = std::get_if<proto::ItemRange>(&f.msg);
+    if (!r) continue;
+    partial = r->max < last;
+    for (const auto& it : r->items) {
+      const auto* e = std::get_if<proto::ExtentData>(&it.body);
+      if (!e || total++ >= 16) continue;
       static const char* kTypes[] = {"inline", "hole", "data"};
       std::printf("  Extent: %" PRIu64 "+%u %s\n", it.key.offset, e->len, e->type < 3 ? kTypes[e->type] : "?");
+      shown++;
     }
   }
+  if (total > shown || partial) std::printf("  Extent: ... (%zu shown of %zu%s)\n", shown, total, partial ? "+" : "");
   return 0;
 }
 
@@ -118,7 +136,7 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
   std::vector<proto::Message> reqs;
   for (uint64_t oid : oids) {
     const proto::Key k{oid, 0, 0};
-    reqs.push_back(proto::ItemQuery{k, k, {oid, 0xff, ~0ull}, 1 << 20});
+    reqs.push_back(proto::ItemQuery{k, k, {oid, CRFS_DIR_INDEX_KEY, ~0ull}, 1 << 20});  // inode to dir entries
   }
   auto batch = c.CallMany(std::move(reqs));
   if (!batch.ok()) return batch.status();
@@ -130,11 +148,11 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
     for (auto& f : replies) {
       if (auto* r = std::get_if<proto::ItemRange>(&f.msg)) {
         for (auto& it : r->items) out[i].push_back(std::move(it));
-        complete = r->max == proto::Key{oids[i], 0xff, ~0ull};
+        complete = r->max == proto::Key{oids[i], CRFS_DIR_INDEX_KEY, ~0ull};
       }
     }
     if (!complete) {
-      auto all = c.ItemsOf(oids[i]);
+      auto all = c.ItemsOf(oids[i], 0, CRFS_DIR_INDEX_KEY);
       if (!all.ok()) return all.status();
       out[i] = std::move(*all);
     }
@@ -181,9 +199,9 @@ int Find(Connection& c, const std::string& path) {
                   Perms(in->mode).c_str(), in->nlink, in->uid, in->gid, in->size,
                   batch[i].path.empty() ? "/" : batch[i].path.c_str());
       for (const auto& it : (*items)[i]) {
-        if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
-        const auto& e = std::get<proto::DirEntries>(it.body).entries[0];
-        todo.push_back({e.location.objectid, batch[i].path + "/" + e.name});
+        const auto* entries = std::get_if<proto::DirEntries>(&it.body);
+        if (it.key.type != CRFS_DIR_INDEX_KEY || !entries) continue;
+        todo.push_back({entries->entries[0].location.objectid, batch[i].path + "/" + entries->entries[0].name});
       }
     }
   }

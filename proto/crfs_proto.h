@@ -35,6 +35,9 @@ enum crfs_limits {
 	/* Largest payload of one frame (after the header). Checked before any
 	 * allocation; a frame announcing more ends the session. */
 	CRFS_MAX_PAYLOAD = 1 << 20,
+	/* Smallest max_payload a peer may announce in HELLO/HELLO_REPLY: room
+	 * for a range holding the largest item, and for a full DATA frame. */
+	CRFS_MIN_PAYLOAD = 1 << 17,
 	/* Longest name of a directory entry, inode ref or xattr (as Linux). */
 	CRFS_MAX_NAME = 255,
 	/* Most items one ITEM_RANGE may carry. */

@@ -129,7 +129,10 @@ Status Read(Reader* r, Hello* m) {
   if (m->version_min == 0 || m->version_max < m->version_min) {
     return Bad(Code::kBadValue, "hello version range is empty");
   }
-  if (m->max_payload < 4096) return Bad(Code::kBadValue, "hello max_payload below 4096");
+  if (m->max_payload < CRFS_MIN_PAYLOAD || m->max_payload > CRFS_MAX_PAYLOAD) {
+    return Bad(Code::kBadValue, "hello max_payload " + std::to_string(m->max_payload) + " not in " +
+                                    std::to_string(CRFS_MIN_PAYLOAD) + ".." + std::to_string(CRFS_MAX_PAYLOAD));
+  }
   if (cap_len > CRFS_MAX_CAPABILITY) {
     return Bad(Code::kTooLarge, "hello capability of " + std::to_string(cap_len) + " bytes");
   }
@@ -152,7 +155,9 @@ Status Read(Reader* r, HelloReply* m) {
   CRFS_RETURN_IF_ERROR(r->Le64(&m->generation, "hello reply generation"));
   if (reserved != 0) return Bad(Code::kBadValue, "hello reply reserved is not zero");
   if (m->version == 0) return Bad(Code::kBadValue, "hello reply version 0");
-  if (m->max_payload < 4096) return Bad(Code::kBadValue, "hello reply max_payload below 4096");
+  if (m->max_payload < CRFS_MIN_PAYLOAD || m->max_payload > CRFS_MAX_PAYLOAD) {
+    return Bad(Code::kBadValue, "hello reply max_payload " + std::to_string(m->max_payload) + " out of range");
+  }
   return Status::Ok();
 }
 

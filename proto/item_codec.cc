@@ -76,7 +76,7 @@ Status ReadInodeItem(Reader* r, InodeItem* i) {
   CRFS_RETURN_IF_ERROR(ReadTimespec(r, &i->otime, "inode otime"));
   CRFS_RETURN_IF_ERROR(r->ExpectEnd("inode item"));
   if (!ValidFileMode(i->mode)) return Bad(Code::kBadValue, "inode mode has no valid file type");
-  if (i->mode & ~07177777u) return Bad(Code::kBadValue, "inode mode has unknown bits");
+  if (i->mode & ~0177777u) return Bad(Code::kBadValue, "inode mode has unknown bits");
   return Status::Ok();
 }
 

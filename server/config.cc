@@ -176,6 +176,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
   if (const json* limits = f.Object("limits", false, &s)) {
     Fields l(*limits, "limits");
     CRFS_RETURN_IF_ERROR(l.U32("max_sessions", &c.max_sessions, 1, 1 << 20));
+    CRFS_RETURN_IF_ERROR(l.U32("max_sessions_per_tenant", &c.max_sessions_per_tenant, 1, 1 << 20));
     CRFS_RETURN_IF_ERROR(l.U32("handshake_timeout_ms", &c.handshake_timeout_ms, 100, 600000));
     CRFS_RETURN_IF_ERROR(l.U32("idle_timeout_ms", &c.idle_timeout_ms, 1000, 86400000));
     CRFS_RETURN_IF_ERROR(l.Finish());

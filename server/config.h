@@ -31,6 +31,7 @@ struct ServerConfig {
   std::string tls_cert;      // PEM: the server's certificate
   std::string tls_key;       // PEM: the server's key
   uint32_t max_sessions = 4096;
+  uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 600000;
   std::vector<TenantConfig> tenants;

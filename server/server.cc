@@ -58,6 +58,18 @@ Server::~Server() {
   if (listen_fd_ >= 0) close(listen_fd_);
 }
 
+bool Server::AdmitSession(const std::string& tenant) {
+  uint32_t& n = tenant_sessions_[tenant];
+  if (n >= config_.max_sessions_per_tenant) return false;
+  n++;
+  return true;
+}
+
+void Server::ReleaseSession(const std::string& tenant) {
+  auto it = tenant_sessions_.find(tenant);
+  if (it != tenant_sessions_.end() && it->second > 0) it->second--;
+}
+
 TenantStore* Server::Tenant(std::string_view name) {
   auto it = tenants_.find(name);
   return it == tenants_.end() ? nullptr : it->second.get();
@@ -101,7 +113,15 @@ void Server::Accept(int64_t now_ms) {
     socklen_t len = sizeof(ss);
     int fd = accept4(listen_fd_, reinterpret_cast<struct sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EMFILE || errno == ENFILE) LogPeer(LogLevel::kError, "accept: %s", strerror(errno));
+      if (errno == EMFILE || errno == ENFILE) {
+        // The pending connection stays readable on a level-triggered
+        // listener: rest it for a moment instead of spinning.
+        LogPeer(LogLevel::kError, "accept: %s: not accepting for 100 ms", strerror(errno));
+        struct epoll_event ev {};
+        ev.data.fd = listen_fd_;
+        epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+        accept_paused_until_ = now_ms + 100;
+      }
       return;
     }
     const std::string peer = PeerName(ss);
@@ -150,9 +170,16 @@ Status Server::Run(volatile sig_atomic_t* stop) {
   std::vector<struct epoll_event> events(256);
   int64_t last_sweep = NowMs();
   while (!*stop) {
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), 1000);
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), accept_paused_until_ ? 100 : 1000);
     if (n < 0 && errno != EINTR) return Status(Code::kIo, std::string("epoll_wait: ") + strerror(errno));
     const int64_t now = NowMs();
+    if (accept_paused_until_ && now >= accept_paused_until_) {
+      struct epoll_event ev {};
+      ev.events = EPOLLIN;
+      ev.data.fd = listen_fd_;
+      epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, listen_fd_, &ev);
+      accept_paused_until_ = 0;
+    }
     for (int i = 0; i < n; i++) {
       const int fd = events[i].data.fd;
       if (fd == listen_fd_) {

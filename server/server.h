@@ -44,6 +44,10 @@ class Server {
   const ServerConfig& config() const { return config_; }
   // The store of a configured tenant, or nullptr.
   TenantStore* Tenant(std::string_view name);
+  // Counts an authenticated session of `tenant`; false if the tenant is at
+  // limits.max_sessions_per_tenant. Each true is paired with a Release.
+  bool AdmitSession(const std::string& tenant);
+  void ReleaseSession(const std::string& tenant);
 
  private:
   Server(ServerConfig config, std::unique_ptr<TlsContext> tls);
@@ -55,6 +59,8 @@ class Server {
   std::unique_ptr<TlsContext> tls_;
   std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
   std::map<int, std::unique_ptr<Session>> sessions_;
+  std::map<std::string, uint32_t, std::less<>> tenant_sessions_;
+  int64_t accept_paused_until_ = 0;  // out of fds: the listener rests
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   uint16_t port_ = 0;

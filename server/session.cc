@@ -73,16 +73,23 @@ Session::~Session() {
         static_cast<unsigned long long>(serial_), end_reason_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
         static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
   }
+  if (admitted_) server_->ReleaseSession(id_.tenant);
   SSL_free(ssl_);
   close(fd_);
 }
 
 uint32_t Session::Drive(int64_t now_ms) {
-  if (state_ == State::kHandshake) Handshake();
-  if (state_ == State::kAwaitHello || state_ == State::kReady) {
+  io_wants_read_ = io_wants_write_ = false;
+  if (state_ == State::kHandshake) Handshake(now_ms);
+  // Requests decrypted but not yet read sit inside the SSL object, where
+  // epoll cannot see them: keep going while they make progress.
+  for (int round = 0; round < 64 && (state_ == State::kAwaitHello || state_ == State::kReady); round++) {
+    const uint64_t before = frames_in_;
     Flush();
     ReadFrames(now_ms);
     Flush();
+    const bool more = SSL_has_pending(ssl_) && out_.size() - out_pos_ < kOutputHighWater;
+    if (!more || frames_in_ == before) break;
   }
   if (state_ == State::kClosing) {
     Flush();
@@ -106,22 +113,22 @@ void Session::CheckDeadline(int64_t now_ms) {
 uint32_t Session::WantedEvents() const {
   switch (state_) {
     case State::kDone: return 0;
-    case State::kHandshake: return ssl_wants_write_ ? EPOLLOUT : EPOLLIN;
+    case State::kHandshake: return io_wants_write_ ? EPOLLOUT : EPOLLIN;
     default: break;
   }
   uint32_t ev = 0;
-  if (out_pos_ < out_.size() || ssl_wants_write_) ev |= EPOLLOUT;
-  if (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater) ev |= EPOLLIN;
+  if (out_pos_ < out_.size() || io_wants_write_) ev |= EPOLLOUT;
+  if (io_wants_read_ || (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater)) ev |= EPOLLIN;
   return ev ? ev : EPOLLIN;
 }
 
-void Session::Handshake() {
+void Session::Handshake(int64_t now_ms) {
   ERR_clear_error();
   int r = SSL_accept(ssl_);
   if (r != 1) {
     int e = SSL_get_error(ssl_, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-      ssl_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+      (e == SSL_ERROR_WANT_WRITE ? io_wants_write_ : io_wants_read_) = true;
       return;
     }
     long verify = SSL_get_verify_result(ssl_);
@@ -133,7 +140,6 @@ void Session::Handshake() {
     state_ = State::kDone;
     return;
   }
-  ssl_wants_write_ = false;
   const unsigned char* alpn = nullptr;
   unsigned int alpn_len = 0;
   SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
@@ -150,6 +156,8 @@ void Session::Handshake() {
     refusal = "trust domain " + id->trust_domain + " is not " + server_->config().trust_domain;
   } else if (!(tenant_ = server_->Tenant(id->tenant))) {
     refusal = "unknown tenant '" + id->tenant + "'";
+  } else if (!(admitted_ = server_->AdmitSession(id->tenant))) {
+    refusal = "tenant " + id->tenant + " has too many sessions (limits.max_sessions_per_tenant)";
   }
   fingerprint_ = CertificateFingerprint(cert);
   if (!refusal.empty()) {
@@ -164,6 +172,7 @@ void Session::Handshake() {
       static_cast<unsigned long long>(serial_), peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
       fingerprint_.c_str());
   state_ = State::kAwaitHello;
+  deadline_ms_ = now_ms + server_->config().idle_timeout_ms;
 }
 
 void Session::ReadFrames(int64_t now_ms) {
@@ -173,9 +182,8 @@ void Session::ReadFrames(int64_t now_ms) {
     int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));
     if (n <= 0) {
       int e = SSL_get_error(ssl_, n);
-      if (e == SSL_ERROR_WANT_READ) return;
-      if (e == SSL_ERROR_WANT_WRITE) {
-        ssl_wants_write_ = true;
+      if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        (e == SSL_ERROR_WANT_WRITE ? io_wants_write_ : io_wants_read_) = true;
         return;
       }
       end_reason_ = e == SSL_ERROR_ZERO_RETURN ? "client closed the session" : "connection lost";
@@ -194,14 +202,13 @@ void Session::ReadFrames(int64_t now_ms) {
 }
 
 void Session::Flush() {
-  ssl_wants_write_ = false;
   while (out_pos_ < out_.size()) {
     ERR_clear_error();
     int n = SSL_write(ssl_, out_.data() + out_pos_, static_cast<int>(std::min<size_t>(out_.size() - out_pos_, 16384)));
     if (n <= 0) {
       int e = SSL_get_error(ssl_, n);
       if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-        ssl_wants_write_ = e == SSL_ERROR_WANT_WRITE;
+        (e == SSL_ERROR_WANT_WRITE ? io_wants_write_ : io_wants_read_) = true;
         break;
       }
       if (end_reason_.empty()) end_reason_ = "connection lost while writing";
@@ -230,17 +237,22 @@ void Session::End(const std::string& why) {
   if (state_ != State::kDone) state_ = State::kClosing;
 }
 
-void Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
+bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
   auto bytes = proto::EncodeFrame(Frame{id, info, std::move(msg)});
-  if (!bytes.ok()) {
+  bool ok = bytes.ok();
+  if (!ok) {
     // Our own reply does not encode: a server bug, reported to the client.
     Log(LogLevel::kError, "session %llu: cannot encode reply: %s", static_cast<unsigned long long>(serial_),
         bytes.status().ToString().c_str());
     bytes = proto::EncodeFrame(Frame{id, EIO, proto::FinalReply{"server could not encode its reply"}});
-    if (!bytes.ok()) return End("reply encoding failed");
+    if (!bytes.ok()) {
+      End("reply encoding failed");
+      return false;
+    }
   }
   out_.insert(out_.end(), bytes->begin(), bytes->end());
   frames_out_++;
+  return ok;
 }
 
 void Session::Final(uint64_t id, int err, const std::string& text) {
@@ -294,7 +306,7 @@ void Session::OnHello(const Frame& f) {
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&r.session_id), sizeof(r.session_id)) != 1) r.session_id = serial_;
   r.root_objectid = CRFS_ROOT_OBJECTID;
   r.generation = tenant_->Generation();
-  Send(f.id, 0, r);
+  if (!Send(f.id, 0, r)) return End("HELLO_REPLY did not encode");
   Final(f.id, 0);
   state_ = State::kReady;
 }
@@ -307,19 +319,22 @@ void Session::OnItemQuery(const Frame& f) {
   std::vector<proto::ItemRange> ranges;
   RequestError err;
   if (!tenant_->Query(q, &ranges, &err)) return Final(f.id, err.err, err.text);
-  for (auto& r : ranges) Send(f.id, 0, std::move(r));
+  for (auto& r : ranges) {
+    if (!Send(f.id, 0, std::move(r))) return;
+  }
   Final(f.id, 0);
 }
 
 void Session::OnDataRead(const Frame& f) {
-  proto::DataRead r = std::get<proto::DataRead>(f.msg);
-  // Keep each DATA frame within the client's payload limit.
-  const uint32_t room = max_payload_ - sizeof(struct crfs_msg_data);
-  r.len = std::min(r.len, room - 4 * proto::DataBlockCount(std::min(r.len, room), CRFS_DATA_BLOCK_SIZE));
+  const proto::DataRead& r = std::get<proto::DataRead>(f.msg);
+  // A full DATA frame (64 KiB + checksums) fits every legal max_payload.
+  static_assert(CRFS_MIN_PAYLOAD >= sizeof(struct crfs_msg_data) + CRFS_MAX_DATA_BYTES + 4 * 16);
   std::vector<proto::Data> data;
   RequestError err;
   if (!tenant_->Read(r, &data, &err)) return Final(f.id, err.err, err.text);
-  for (auto& d : data) Send(f.id, 0, std::move(d));
+  for (auto& d : data) {
+    if (!Send(f.id, 0, std::move(d))) return;
+  }
   Final(f.id, 0);
 }
 

@@ -57,7 +57,7 @@ class Session {
   static constexpr size_t kOutputHighWater = 4 << 20;
 
  private:
-  void Handshake();
+  void Handshake(int64_t now_ms);
   void ReadFrames(int64_t now_ms);
   void Flush();
   void Shutdown();
@@ -73,7 +73,9 @@ class Session {
   void OnDataRead(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);
 
-  void Send(uint64_t id, uint32_t info, proto::Message msg);
+  // Queues a reply; false if it could not be encoded (the request has then
+  // been answered with EIO and the handler must stop).
+  bool Send(uint64_t id, uint32_t info, proto::Message msg);
   void Final(uint64_t id, int err, const std::string& text = "");
   void ProtocolError(const std::string& why, const std::optional<proto::Header>& header);
   void End(const std::string& why);
@@ -85,7 +87,10 @@ class Session {
   uint64_t serial_;
   State state_ = State::kHandshake;
   int64_t deadline_ms_;
-  bool ssl_wants_write_ = false;
+  // What the last SSL calls of this Drive() were blocked on.
+  bool io_wants_read_ = false;
+  bool io_wants_write_ = false;
+  bool admitted_ = false;  // counted in the server's per-tenant sessions
 
   ClientIdentity id_;
   std::string fingerprint_;

@@ -92,6 +92,11 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
     close(fd);
     return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path + " is not a btrfs subvolume root");
   }
+  if (!(fs.f_flags & ST_NODEV)) {
+    close(fd);
+    return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path +
+                                              " must be on a file system mounted nodev (crfsd opens tenant files)");
+  }
   if (!(fs.f_flags & ST_NOATIME)) {
     Log(LogLevel::kWarning, "tenant %s: %s is not mounted noatime: reads will write metadata", c.name.c_str(),
         path.c_str());
@@ -133,6 +138,7 @@ int TenantStore::DirFd(uint64_t ino, int depth, RequestError* err) {
   if (auto it = dir_cache_.find(ino); it != dir_cache_.end()) return it->second;
   auto it = table_.find(ino);
   if (it == table_.end() || depth > kMaxDepth) {
+    if (it != table_.end()) table_.erase(it);  // a loop of stale parents: forget it
     Fail(err, ENOENT, "no directory " + std::to_string(ino) + " in tenant " + name_);
     return -1;
   }
@@ -216,6 +222,9 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       if (d->d_ino >= CRFS_PROVISIONAL_FIRST) continue;  // cannot be named on the wire
       proto::DirEntry e{{d->d_ino, CRFS_INODE_ITEM_KEY, 0}, 0, FileTypeFromDirent(d->d_type), name};
       if (e.type == CRFS_FT_UNKNOWN) continue;
+      if (by_index.size() >= kMaxDirEntries) {
+        return Fail(err, EOVERFLOW, "directory has more than " + std::to_string(kMaxDirEntries) + " entries");
+      }
       table_[d->d_ino] = Entry{ino, this_index, name, e.type};
       by_hash[proto::BtrfsNameHash(name)].entries.push_back(e);
       by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
@@ -227,7 +236,10 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
   return true;
 }
 
-bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* err) {
+bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vector<Item>* items, bool* truncated,
+                          RequestError* err) {
+  *truncated = false;
+  auto wanted = [&](uint8_t type) { return !(Key{ino, type, ~0ull} < from) && !(to < Key{ino, type, 0}); };
   // Open the object once, the way its type allows: regular files and
   // directories for reading (generation, xattrs, entries, data layout),
   // anything else as O_PATH only, because opening a fifo, socket or device
@@ -298,7 +310,9 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
     for (auto& [hash, x] : xattrs) items->push_back(Item{{ino, CRFS_XATTR_ITEM_KEY, hash}, std::move(x)});
   }
 
-  if (is_dir && !DirItems(io.fd, ino, items, err)) return false;
+  if (is_dir && (wanted(CRFS_DIR_ITEM_KEY) || wanted(CRFS_DIR_INDEX_KEY)) && !DirItems(io.fd, ino, items, err)) {
+    return false;
+  }
 
   if (S_ISLNK(sx.stx_mode)) {
     char target[4096];
@@ -311,26 +325,32 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
       e.csums = proto::DataBlockCrcs(e.data);
       items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)});
     }
-  } else if (is_reg && sx.stx_size > 0) {
-    // Data runs and holes, as the file system reports them.
-    uint64_t pos = 0;
-    while (pos < sx.stx_size) {
+  } else if (is_reg && sx.stx_size > 0 && wanted(CRFS_EXTENT_DATA_KEY)) {
+    // Data runs and holes, as the file system reports them, from the first
+    // offset asked for; at most kMaxItemsPerQuery items (a sparse file of
+    // exabytes would otherwise be billions of them).
+    uint64_t pos = from.objectid == ino && from.type == CRFS_EXTENT_DATA_KEY ? from.offset : 0;
+    const uint64_t stop =
+        to.objectid == ino && to.type == CRFS_EXTENT_DATA_KEY && to.offset < sx.stx_size ? to.offset + 1 : sx.stx_size;
+    size_t made = 0;
+    auto add = [&](uint64_t off, uint8_t type, uint64_t len) {
+      items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, off},
+                            proto::ExtentData{generation, type, static_cast<uint32_t>(len), {}, {}}});
+      if (++made >= kMaxItemsPerQuery) *truncated = true;
+    };
+    while (pos < stop && !*truncated) {
       off_t data = lseek(io.fd, static_cast<off_t>(pos), SEEK_DATA);
       uint64_t data_at = data < 0 ? sx.stx_size : static_cast<uint64_t>(data);
       if (data_at > pos) {
-        for (uint64_t h = pos; h < data_at; h += kMaxExtentItem) {
-          uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, data_at - h));
-          items->push_back(
-              Item{{ino, CRFS_EXTENT_DATA_KEY, h}, proto::ExtentData{generation, CRFS_EXTENT_HOLE, len, {}, {}}});
+        for (uint64_t h = pos; h < data_at && !*truncated; h += kMaxExtentItem) {
+          add(h, CRFS_EXTENT_HOLE, std::min(kMaxExtentItem, data_at - h));
         }
       }
-      if (data_at >= sx.stx_size) break;
+      if (data_at >= sx.stx_size || *truncated) break;
       off_t hole = lseek(io.fd, static_cast<off_t>(data_at), SEEK_HOLE);
       uint64_t hole_at = hole < 0 ? sx.stx_size : std::min<uint64_t>(static_cast<uint64_t>(hole), sx.stx_size);
-      for (uint64_t d = data_at; d < hole_at; d += kMaxExtentItem) {
-        uint32_t len = static_cast<uint32_t>(std::min(kMaxExtentItem, hole_at - d));
-        items->push_back(
-            Item{{ino, CRFS_EXTENT_DATA_KEY, d}, proto::ExtentData{generation, CRFS_EXTENT_REG, len, {}, {}}});
+      for (uint64_t d = data_at; d < hole_at && !*truncated; d += kMaxExtentItem) {
+        add(d, CRFS_EXTENT_REG, std::min(kMaxExtentItem, hole_at - d));
       }
       pos = hole_at;
     }
@@ -341,16 +361,17 @@ bool TenantStore::ItemsOf(uint64_t ino, std::vector<Item>* items, RequestError* 
 bool TenantStore::Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err) {
   const uint64_t ino = q.key.objectid;
   if (ino < CRFS_ROOT_OBJECTID || ino >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
-  std::vector<Item> all;
-  if (!ItemsOf(ino, &all, err)) return false;
   const Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
+  std::vector<Item> all;
+  bool truncated = false;
+  if (!ItemsOf(ino, q.key, end, &all, &truncated, err)) return false;
   Key start = q.key;
   proto::ItemRange cur{start, end, {}};
   size_t cur_bytes = sizeof(struct crfs_item_range), total = 0;
   for (Item& it : all) {
     if (it.key < q.key || end < it.key) continue;
     const size_t sz = EncodedSize(it);
-    if (!cur.items.empty() && cur_bytes + sz > q.bytes) {
+    if (!cur.items.empty() && (cur_bytes + sz > q.bytes || cur.items.size() >= CRFS_MAX_RANGE_ITEMS)) {
       // Close this range at its last item; the next starts right after it.
       cur.max = cur.items.back().key;
       total += cur_bytes;
@@ -363,35 +384,38 @@ bool TenantStore::Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>
     cur_bytes += sz;
     cur.items.push_back(std::move(it));
   }
+  // Past the last generated item this store cannot vouch for anything.
+  if (truncated && !cur.items.empty()) cur.max = cur.items.back().key;
   out->push_back(std::move(cur));
   return true;
 }
 
 bool TenantStore::Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
-  if (r.objectid < CRFS_ROOT_OBJECTID || r.objectid >= CRFS_PROVISIONAL_FIRST) {
-    return Fail(err, ENOENT, "no such object");
-  }
-  {
-    Fd probe(OpenObject(r.objectid, O_PATH, err));
-    if (probe.fd < 0) return false;
-    struct stat st;
-    if (fstat(probe.fd, &st) != 0) return Fail(err, errno, "fstat");
-    if (S_ISDIR(st.st_mode)) return Fail(err, EISDIR, "is a directory");
-    if (!S_ISREG(st.st_mode)) return Fail(err, EINVAL, "not a regular file");
-  }
-  Fd fd(OpenObject(r.objectid, O_RDONLY | O_NONBLOCK, err));
+  if (r.objectid == CRFS_ROOT_OBJECTID) return Fail(err, EISDIR, "is a directory");
+  auto it = table_.find(r.objectid);
+  if (r.objectid >= CRFS_PROVISIONAL_FIRST || it == table_.end()) return Fail(err, ENOENT, "no such object");
+  // Only regular files are opened for reading (see ItemsOf).
+  if (it->second.type == CRFS_FT_DIR) return Fail(err, EISDIR, "is a directory");
+  if (it->second.type != CRFS_FT_REG_FILE) return Fail(err, EINVAL, "not a regular file");
+  Fd fd(OpenObject(r.objectid, O_RDONLY | O_NONBLOCK | O_NOCTTY, err));
   if (fd.fd < 0) return false;
+  struct stat st;
+  if (fstat(fd.fd, &st) != 0 || !S_ISREG(st.st_mode)) return Fail(err, EINVAL, "not a regular file");
   proto::Data d;
   d.objectid = r.objectid;
   d.offset = r.offset;
   d.data.resize(r.len);
-  ssize_t n;
-  do {
-    n = pread(fd.fd, d.data.data(), r.len, static_cast<off_t>(r.offset));
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Fail(err, errno, "read: " + std::string(strerror(errno)));
-  if (n == 0) return true;
-  d.data.resize(static_cast<size_t>(n));
+  // All of it unless the file ends: a short DATA means end of file.
+  size_t got = 0;
+  while (got < r.len) {
+    ssize_t n = pread(fd.fd, d.data.data() + got, r.len - got, static_cast<off_t>(r.offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Fail(err, errno, "read: " + std::string(strerror(errno)));
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got == 0) return true;
+  d.data.resize(got);
   d.csums = proto::DataBlockCrcs(d.data);
   out->push_back(std::move(d));
   return true;

@@ -57,7 +57,8 @@ class TenantStore {
   uint64_t Generation() const;
 
   // Answers an ITEM_QUERY: the ranges to send, in order, each at most
-  // q.bytes of encoded range (but at least one item), together at most
+  // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one
+  // item), together at most
   // kMaxQueryReply bytes. Only q.key.objectid is answered (protocol.md §7).
   bool Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
 
@@ -65,6 +66,10 @@ class TenantStore {
   bool Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err);
 
   static constexpr size_t kMaxQueryReply = 8 << 20;
+  // Bounds on the work and memory of one query, whatever the object: items
+  // generated (extents of a huge sparse file), entries of one directory.
+  static constexpr size_t kMaxItemsPerQuery = 65536;
+  static constexpr size_t kMaxDirEntries = 1 << 20;
   // Largest regular-file run described by one EXTENT_DATA item.
   static constexpr uint64_t kMaxExtentItem = 1ull << 30;
 
@@ -86,7 +91,11 @@ class TenantStore {
   // close it); -1 with *err set.
   int DirFd(uint64_t ino, int depth, RequestError* err);
   int OpenChild(int dir_fd, const std::string& name, uint64_t want_ino, int flags, RequestError* err);
-  bool ItemsOf(uint64_t ino, std::vector<proto::Item>* items, RequestError* err);
+  // The items of `ino` whose keys may lie in [from, to], in key order (some
+  // outside it may come too). Sets *truncated if it stopped early (at
+  // kMaxItemsPerQuery); items->back() is then the last key it vouches for.
+  bool ItemsOf(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* items,
+               bool* truncated, RequestError* err);
   bool DirItems(int dir_fd, uint64_t ino, std::vector<proto::Item>* items, RequestError* err);
 
   std::string name_;

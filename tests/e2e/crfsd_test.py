@@ -73,7 +73,7 @@ class Fixture:
         run('mkfs.btrfs', '-q', img)
         self.loop = run('losetup', '--find', '--show', img).stdout.strip()
         os.mkdir(self.mnt)
-        run('mount', '-o', 'noatime', self.loop, self.mnt)
+        run('mount', '-o', 'noatime,nodev,nosuid', self.loop, self.mnt)
         pki = self.path('pki')
         run(PKI, 'init', pki, '--trust-domain', 'crfs.test')
         run(PKI, 'server', pki, 'crfsd', '--ip', '127.0.0.1')
@@ -92,7 +92,7 @@ class Fixture:
   "trust_domain": "crfs.test",
   "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},
-  "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000}},
+  "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000, "max_sessions_per_tenant": 300}},
   "tenants": {{
     "acme": {{"id_map": {{"uid_base": 100000, "gid_base": 100000, "count": 65536}}}},
     "beta": {{"id_map": {{"uid_base": 200000, "gid_base": 200000, "count": 65536}}}}
@@ -109,6 +109,8 @@ class Fixture:
         os.setxattr(os.path.join(acme, 'docs', 'hello.txt'), 'user.color', b'blue')
         os.chown(os.path.join(acme, 'docs', 'hello.txt'), 101000, 100005)
         os.chown(os.path.join(acme, 'docs'), 7, 7)  # a host id outside acme's map
+        with open(os.path.join(acme, 'sparse'), 'wb') as f:
+            f.truncate(8 << 50)  # 8 PiB of holes: 8M extent items if nothing bounded them
         os.symlink('/etc/shadow', os.path.join(acme, 'evil'))
         os.symlink('/', os.path.join(acme, 'rootlink'))
         os.symlink('../../beta/secret.txt', os.path.join(acme, 'sneaky'))
@@ -422,6 +424,51 @@ class BadClients(unittest.TestCase):
         _, info, typ, text = recv_frame(s)
         self.assertEqual(info, EPROTO)
         self.assertIn(b'may not send CRFS_MSG_DATA', text)
+
+    def test_pipelined_requests_past_the_output_high_water_are_all_served(self):
+        # 100 reads of 64 KiB in one write: more output than the 4 MiB the
+        # server buffers before it pauses reading, with the rest of the
+        # requests already decrypted inside its TLS state.
+        W.crfs('ls', '/')
+        oid = int(re.search(r'Objectid: (\d+)', W.crfs('stat', '/big.bin').stdout).group(1))
+        s = session()
+        s.sendall(b''.join(frame(DATA_READ, struct.pack('<QQII', oid, 0, 65536, 0), 1000 + i) for i in range(100)))
+        finals, data = 0, 0
+        s.settimeout(20)
+        while finals < 100:
+            req_id, info, typ, payload = recv_frame(s)
+            if typ == DATA:
+                data += 1
+            elif typ == FINAL_REPLY:
+                self.assertEqual(info, 0)
+                finals += 1
+        self.assertEqual(data, 100)
+        s.close()
+
+    def test_huge_sparse_file_costs_a_bounded_query(self):
+        t0 = time.time()
+        r = W.crfs('items', '/sparse', check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        ranges = re.findall(r'range nr (\d+) min \(\d+\.\w+\.\w+\) max \((\d+)\.(\S+?)\.(\S+?)\)', out)
+        self.assertTrue(ranges)
+        self.assertLessEqual(sum(int(r[0]) for r in ranges), 65536 + 8)
+        self.assertNotEqual(ranges[-1][2:], ('~0', '~0'), 'a truncated answer must not claim the whole object')
+        self.assertLess(time.time() - t0, 30)
+        self.assert_still_serving()
+
+    def test_one_tenant_cannot_take_every_session(self):
+        held = [session('beta', 'bob') for _ in range(300)]
+        refused(self, tenant='beta', client='bob')
+        time.sleep(0.2)
+        self.assertIn('tenant beta has too many sessions', W.logtext())
+        self.assert_still_serving()  # acme is not affected
+        held.pop().close()
+        time.sleep(0.2)
+        s = session('beta', 'bob')  # a freed slot is usable again
+        s.close()
+        for h in held:
+            h.close()
 
     def test_capability_is_refused_until_supported(self):
         s = W.tls()

@@ -232,9 +232,18 @@ const Case kCases[] = {
      Code::kBadValue, "magic"},
     {"hello version range empty",
      [] {
-       return Enc(Msg(Hello{2, 1, 0, 65536, {}}));
+       return Enc(Msg(Hello{2, 1, 0, 1 << 17, {}}));
      },
      Code::kBadValue, "version range"},
+    {"hello max_payload below the minimum", [] { return Enc(Msg(Hello{1, 1, 0, 65536, {}})); }, Code::kBadValue,
+     "max_payload 65536 not in 131072..1048576"},
+    {"inode mode with bits past the permission bits",
+     [] {
+       Buf body = InodeBody();
+       Put(body, 44, 01100644, 4);
+       return RawItem(CRFS_INODE_ITEM_KEY, body);
+     },
+     Code::kBadValue, "unknown bits"},
     {"hello capability over the limit",
      [] {
        Buf b = Enc(Msg(Hello{}));
@@ -244,7 +253,7 @@ const Case kCases[] = {
      Code::kTooLarge, "capability of 8193 bytes"},
     {"hello cap_len lies",
      [] {
-       Buf b = Enc(Msg(Hello{1, 1, 0, 65536, {1, 2, 3}}));
+       Buf b = Enc(Msg(Hello{1, 1, 0, 1 << 17, {1, 2, 3}}));
        Put(b, P + 16, 2, 4);
        return b;
      },

@@ -145,13 +145,13 @@ TEST(WireLayout, HeaderAndItemQueryMatchTheStructs) {
 }
 
 TEST(WireLayout, HelloMatchesTheStruct) {
-  auto bytes = Encoded(Frame{1, 0, Hello{1, 2, 0x10, 65536, {}}});
+  auto bytes = Encoded(Frame{1, 0, Hello{1, 2, 0x10, 1 << 17, {}}});
   struct crfs_msg_hello s {};
   s.magic = htole32(CRFS_PROTO_MAGIC);
   s.version_min = htole16(1);
   s.version_max = htole16(2);
   s.features = htole32(0x10);
-  s.max_payload = htole32(65536);
+  s.max_payload = htole32(1 << 17);
   EXPECT_EQ(std::vector<uint8_t>(bytes.begin() + kHeaderSize, bytes.end()), StructBytes(s));
   EXPECT_EQ(std::memcmp(bytes.data(), "\x01\x00\x00\x00", 4), 0);
   EXPECT_EQ(std::memcmp(bytes.data() + kHeaderSize, "CRFS", 4), 0);
