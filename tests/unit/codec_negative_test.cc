@@ -235,8 +235,11 @@ const Case kCases[] = {
        return Enc(Msg(Hello{2, 1, 0, 1 << 17, {}}));
      },
      Code::kBadValue, "version range"},
-    {"hello max_payload below the minimum", [] { return Enc(Msg(Hello{1, 1, 0, 65536, {}})); }, Code::kBadValue,
-     "max_payload 65536 not in 131072..1048576"},
+    {"hello max_payload below the minimum",
+     [] {
+       return Enc(Msg(Hello{1, 1, 0, 65536, {}}));
+     },
+     Code::kBadValue, "max_payload 65536 not in 131072..1048576"},
     {"inode mode with bits past the permission bits",
      [] {
        Buf body = InodeBody();
