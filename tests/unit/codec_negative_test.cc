@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "proto/codec.h"
+#include "tests/unit/param_name.h"
 #include "tests/unit/sample_frames.h"
 
 namespace crfs::proto {
@@ -610,11 +611,7 @@ TEST_P(CodecNegative, GivesTheSpecificError) {
 
 INSTANTIATE_TEST_SUITE_P(Table, CodecNegative, ::testing::ValuesIn(kCases),
                          [](const ::testing::TestParamInfo<Case>& info) {
-                           std::string n = info.param.name;
-                           for (char& ch : n) {
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return n;
+                           return crfs::testing::ParamName(info.param.name);
                          });
 
 // Every strict prefix of every valid frame is refused.

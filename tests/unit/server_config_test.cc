@@ -3,6 +3,7 @@
 #include "server/config.h"
 #include "server/identity.h"
 #include "server/idmap.h"
+#include "tests/unit/param_name.h"
 
 namespace crfs::server {
 namespace {
@@ -73,11 +74,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"\"root_squash\": true", "\"root_squash\": 1", "root_squash: must be true or false"},
         BadConfig{"}\n}", "}\n", "not valid JSON"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
-      std::string n = std::to_string(info.index) + "_" + info.param.error;
-      for (char& ch : n) {
-        if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-      }
-      return n;
+      return crfs::testing::ParamName(std::to_string(info.index) + "_" + info.param.error);
     });
 
 TEST(ServerConfig, TopLevelMustBeAnObject) {

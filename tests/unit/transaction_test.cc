@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "proto/checksum.h"
+#include "tests/unit/param_name.h"
 
 namespace crfs::server {
 namespace {
@@ -149,11 +150,7 @@ TEST_P(ValidateTransactionBad, IsRefusedWithItsErrno) {
 
 INSTANTIATE_TEST_SUITE_P(Table, ValidateTransactionBad, ::testing::ValuesIn(kBad),
                          [](const ::testing::TestParamInfo<Bad>& info) {
-                           std::string n = info.param.name;
-                           for (char& ch : n) {
-                             if (!isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           }
-                           return n;
+                           return crfs::testing::ParamName(info.param.name);
                          });
 
 proto::TransFrag Frag(uint32_t nr, bool last, uint64_t base = 7) {
