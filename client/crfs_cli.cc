@@ -254,13 +254,6 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
-  size_t colon = server.rfind(':');
-  if (colon == std::string::npos || o.ca.empty() || o.cert.empty() || o.key.empty()) {
-    std::fprintf(stderr, "crfs: need --server HOST:PORT, --ca, --cert and --key\n");
-    return 2;
-  }
-  o.host = server.substr(0, colon);
-  o.port = static_cast<uint16_t>(std::atoi(server.c_str() + colon + 1));
   const std::string& cmd = args[0];
   const size_t want = cmd == "ping"                    ? 1
                       : (cmd == "ls" || cmd == "find") ? (args.size() == 1 ? 1 : 2)
@@ -271,6 +264,25 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stderr);
     return 2;
   }
+  // Where and as whom: each missing piece named (flags or CRFS_* variables).
+  for (auto [value, what] : {std::pair{&o.ca, "--ca FILE (or CRFS_CA)"},
+                             {&o.cert, "--cert FILE (or CRFS_CERT)"},
+                             {&o.key, "--key FILE (or CRFS_KEY)"}}) {
+    if (value->empty()) {
+      std::fprintf(stderr, "crfs: missing %s\n", what);
+      return 2;
+    }
+  }
+  const size_t colon = server.rfind(':');
+  const std::string port = colon == std::string::npos ? "" : server.substr(colon + 1);
+  if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
+      std::stoul(port) == 0 || std::stoul(port) > 65535) {
+    std::fprintf(stderr, "crfs: --server '%s' must be HOST:PORT (or set CRFS_SERVER)\n", server.c_str());
+    return 2;
+  }
+  o.host = server.substr(0, colon);
+  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
+  o.port = static_cast<uint16_t>(std::stoul(port));
   auto conn = Connection::Open(o);
   if (!conn.ok()) return Fail(conn.status());
   Connection& c = **conn;

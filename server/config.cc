@@ -1,5 +1,7 @@
 #include "server/config.h"
 
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
@@ -195,7 +197,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
 
 Result<ServerConfig> LoadConfig(const std::string& path) {
   std::ifstream in(path);
-  if (!in) return Status(Code::kIo, "config: cannot read " + path);
+  if (!in) return Status(Code::kIo, "config: cannot read " + path + ": " + std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
   if (ss.str().size() > (1 << 20)) return Status(Code::kTooLarge, "config: " + path + " is larger than 1 MiB");

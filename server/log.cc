@@ -1,6 +1,7 @@
 #include "server/log.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdarg>
 #include <cstdio>
@@ -26,7 +27,9 @@ const char* Prefix(LogLevel l) {
 void Emit(LogLevel level, const char* fmt, va_list ap) {
   char line[1024];
   vsnprintf(line, sizeof(line), fmt, ap);
-  std::fprintf(stderr, "%scrfsd: %s\n", Prefix(level), line);
+  // The <N> priority prefix is for journald; a terminal gets plain lines.
+  static const bool tty = isatty(STDERR_FILENO);
+  std::fprintf(stderr, "%scrfsd: %s\n", tty ? "" : Prefix(level), line);
 }
 
 }  // namespace
@@ -44,7 +47,9 @@ void LogPeer(LogLevel level, const char* fmt, ...) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   if (now.tv_sec != window) {
-    if (dropped) std::fprintf(stderr, "<4>crfsd: %lu peer log lines suppressed (rate limit)\n", dropped);
+    if (dropped)
+      std::fprintf(stderr, "%scrfsd: %lu peer log lines suppressed (rate limit)\n", isatty(STDERR_FILENO) ? "" : "<4>",
+                   dropped);
     window = now.tv_sec;
     lines_in_window = 0;
     dropped = 0;

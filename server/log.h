@@ -1,5 +1,5 @@
-// log.h - crfsd's log: one line per event on stderr (journald adds time and
-// priority when run as a unit). Lines triggered by a remote peer go through
+// log.h - crfsd's log: one line per event on stderr, with a <N> syslog
+// priority prefix that journald understands (left off on a terminal). Lines triggered by a remote peer go through
 // LogPeer, which is rate-limited so a client cannot flood the log; what it
 // drops is counted and reported.
 //

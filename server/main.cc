@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   using namespace crfs::server;
   auto config = LoadConfig(config_path);
   if (!config.ok()) {
-    Log(LogLevel::kError, "%s: %s", config_path.c_str(), config.status().message().c_str());
+    Log(LogLevel::kError, "%s", config.status().message().c_str());
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
