@@ -9,7 +9,7 @@
 # Everything runs on loopback and a loop-mounted btrfs image under a scratch
 # directory, all removed at the end. Needs root. Not part of the test suite.
 #
-# usage: bench/read_path.sh [BUILD_DIR]   (default build/release, built if missing)
+# usage: bench/read_path.sh [BUILD_DIR]   (default build/release, (re)built first)
 # CRFS_BENCH_FILES, CRFS_BENCH_DIRS, CRFS_BENCH_MIB change the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +22,8 @@ for p in sshfs openssh-server openssh-client bc; do
   dpkg-query -W -f='${Status}' "$p" 2> /dev/null | grep -q 'install ok installed' ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$p" > /dev/null
 done
-if [ ! -x "$build/server/crfsd" ]; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
-  cmake --build "$build" > /dev/null
-fi
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF > /dev/null
+cmake --build "$build" > /dev/null  # incremental: never benchmark a stale binary
 crfsd=$build/server/crfsd crfs=$build/client/crfs crfsctl=$build/tools/crfsctl
 
 work=$(mktemp -d /var/tmp/crfs-bench.XXXXXX)
