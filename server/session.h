@@ -30,6 +30,7 @@
 #include "proto/frame_stream.h"
 #include "proto/messages.h"
 #include "server/identity.h"
+#include "server/transaction.h"
 
 namespace crfs::server {
 
@@ -71,6 +72,7 @@ class Session {
   void OnPing(const proto::Frame& f);
   void OnItemQuery(const proto::Frame& f);
   void OnDataRead(const proto::Frame& f);
+  void OnTransFrag(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);
 
   // Queues a reply; false if it could not be encoded (the request has then
@@ -98,6 +100,8 @@ class Session {
   uint32_t max_payload_ = CRFS_MAX_PAYLOAD;  // the client's limit for our replies
 
   proto::FrameAssembler in_;
+  size_t payload_bytes_ = 0;  // of the frame being dispatched
+  TransactionAssembler transactions_;
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;
   uint64_t frames_in_ = 0, frames_out_ = 0;

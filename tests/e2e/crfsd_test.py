@@ -470,6 +470,36 @@ class BadClients(unittest.TestCase):
         for h in held:
             h.close()
 
+    def test_transactions_are_checked_before_anything_else(self):
+        # The example session's mkdir transaction (crfsctl example mkdir):
+        # well-formed and valid, but not committed yet: EOPNOTSUPP. With its
+        # DIR_ITEM key made inconsistent with the name's hash: EINVAL.
+        cap = W.path('example.cap')
+        if not os.path.exists(cap):
+            run(CRFSCTL, 'example', 'mkdir', '-o', cap)
+        data, pos, trans = open(cap, 'rb').read(), 0, None
+        while pos < len(data):
+            _, _, nbytes, typ, _, _ = struct.unpack_from('<QIIHHI', data, pos)
+            if typ == 6:
+                trans = data[pos:pos + 24 + nbytes]
+                break
+            pos += 24 + nbytes
+        self.assertIsNotNone(trans)
+        good_hash = struct.pack('<Q', 0x8513b709)
+        bad = trans.replace(good_hash, struct.pack('<Q', 0x12345678))
+        self.assertNotEqual(bad, trans)
+        s = session()
+        s.sendall(trans)
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, EOPNOTSUPP), text)
+        s.sendall(bad)
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, 22), text)
+        self.assertIn(b"offset is not the name's hash", text)
+        _, info, typ, _ = ping(s)  # request errors leave the session usable
+        self.assertEqual((typ, info), (FINAL_REPLY, 0))
+        s.close()
+
     def test_capability_is_refused_until_supported(self):
         s = W.tls()
         s.sendall(frame(HELLO, hello_payload(b'token'), 1))
