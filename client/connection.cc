@@ -227,12 +227,6 @@ Status Connection::Check(const proto::Frame& final) {
                                    (text.empty() ? "" : ": " + text));
 }
 
-int Connection::errno_of(const Status& s) {
-  if (s.code() != Code::kRemote) return 0;
-  size_t open = s.message().find('(');
-  return open == std::string::npos ? 0 : std::atoi(s.message().c_str() + open + 1);
-}
-
 Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid, uint8_t min_type, uint8_t max_type) {
   std::vector<proto::Item> items;
   const proto::Key max{objectid, max_type, ~0ull};

@@ -8,7 +8,7 @@
 // proto's codec; a malformed reply ends the connection with an error.
 //
 // Errors: Status; a FINAL_REPLY with a nonzero status becomes Code::kRemote
-// with the errno name and the server's text, and errno_of() tells the errno.
+// with the errno's name and number and the server's text.
 //
 // Not thread-safe: one thread per Connection.
 #pragma once
@@ -74,8 +74,6 @@ class Connection {
   Status SendBytes(const std::vector<uint8_t>& bytes);
   Result<proto::Frame> Receive();
 
-  // The errno of a Code::kRemote status (0 otherwise).
-  static int errno_of(const Status& s);
   // OK if `final` has status 0, else kRemote.
   static Status Check(const proto::Frame& final);
 
