@@ -175,7 +175,10 @@ Result<proto::Frame> Connection::Receive() {
 }
 
 Result<std::vector<proto::Frame>> Connection::Call(proto::Message request) {
-  const uint64_t id = next_id_++;
+  return CallAs(next_id_++, std::move(request));
+}
+
+Result<std::vector<proto::Frame>> Connection::CallAs(uint64_t id, proto::Message request) {
   auto bytes = proto::EncodeFrame(proto::Frame{id, 0, std::move(request)});
   if (!bytes.ok()) return bytes.status();
   CRFS_RETURN_IF_ERROR(SendBytes(*bytes));

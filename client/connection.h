@@ -50,6 +50,10 @@ class Connection {
   // One request; its replies, the FINAL_REPLY last. A nonzero status in the
   // FINAL_REPLY is still a successful Call (see Check()).
   Result<std::vector<proto::Frame>> Call(proto::Message request);
+  // The same with a given request id: the fragments of one transaction
+  // share theirs (NewId()), and a retransmission repeats it.
+  Result<std::vector<proto::Frame>> CallAs(uint64_t id, proto::Message request);
+  uint64_t NewId() { return next_id_++; }
 
   // Several requests pipelined: all are sent, then all replies collected.
   // result[i] holds the replies to requests[i], its FINAL_REPLY last.

@@ -6,10 +6,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <ctime>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "client/connection.h"
+#include "client/file_ops.h"
 #include "proto/codec.h"
 #include "proto/snoop.h"
 
@@ -30,6 +33,16 @@ constexpr char kUsage[] =
     "  get PATH FILE     copy a file to a local FILE (refuses to overwrite)\n"
     "  find [PATH]       every object below PATH, one line each (like find -ls)\n"
     "  items PATH        the object's items as the server sends them (snoop form)\n"
+    "\n"
+    "changes (each one transaction, applied atomically):\n"
+    "  mkdir PATH                  make a directory\n"
+    "  put FILE PATH               copy a local FILE to PATH (creates or replaces its contents)\n"
+    "  rm [-r] PATH                remove a file, symlink or empty directory; -r: a whole tree\n"
+    "  mv FROM TO                  rename (replaces a file or empty directory at TO)\n"
+    "  ln [-s] TARGET PATH         hard link to TARGET; -s: symbolic link holding TARGET\n"
+    "  chmod MODE PATH             set permission bits (octal)\n"
+    "  setfattr -n NAME -v VALUE PATH | -x NAME PATH   set or remove a user.* xattr\n"
+    "  sync                        wait until every change is on stable storage\n"
     "\n"
     "Defaults come from CRFS_SERVER, CRFS_CA, CRFS_CERT and CRFS_KEY.\n";
 
@@ -222,6 +235,59 @@ int Copy(Connection& c, const std::string& path, std::FILE* out) {
 
 }  // namespace
 
+const std::set<std::string> kChanges = {"mkdir", "put", "rm", "mv", "ln", "chmod", "setfattr", "sync"};
+
+int Usage() {
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+int Change(Connection& c, const std::vector<std::string>& a) {
+  crfs::client::FileOps ops(&c);
+  const std::string& cmd = a[0];
+  Status s;
+  if (cmd == "mkdir") {
+    s = ops.Mkdir(a[1]);
+  } else if (cmd == "put") {
+    std::FILE* in = std::fopen(a[1].c_str(), "rb");
+    if (!in) return Fail(Status(crfs::Code::kIo, a[1] + ": " + std::strerror(errno)));
+    std::vector<uint8_t> data;
+    uint8_t buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.insert(data.end(), buf, buf + n);
+    const bool bad = std::ferror(in);
+    std::fclose(in);
+    if (bad) return Fail(Status(crfs::Code::kIo, a[1] + ": read error"));
+    s = ops.Put(a[2], data);
+  } else if (cmd == "rm") {
+    if (a.size() == 3 && a[1] != "-r") return Usage();
+    s = a.size() == 3 ? ops.RemoveTree(a[2]) : ops.Remove(a[1]);
+  } else if (cmd == "mv") {
+    s = ops.Rename(a[1], a[2]);
+  } else if (cmd == "ln") {
+    if (a.size() == 4 && a[1] != "-s") return Usage();
+    s = a.size() == 4 ? ops.Symlink(a[2], a[3]) : ops.Link(a[1], a[2]);
+  } else if (cmd == "chmod") {
+    char* end = nullptr;
+    const unsigned long mode = std::strtoul(a[1].c_str(), &end, 8);
+    if (a[1].empty() || *end || mode > 07777) return Usage();
+    s = ops.Chmod(a[2], static_cast<uint32_t>(mode));
+  } else if (cmd == "setfattr") {
+    if (a.size() == 6 && a[1] == "-n" && a[3] == "-v") {
+      s = ops.SetXattr(a[5], a[2], a[4]);
+    } else if (a.size() == 4 && a[1] == "-x") {
+      s = ops.RemoveXattr(a[3], a[2]);
+    } else {
+      return Usage();
+    }
+  } else if (cmd == "sync") {
+    auto r = c.Call(proto::Sync{});
+    if (!r.ok()) return Fail(r.status());
+    s = Connection::Check(r->back());
+  }
+  return s.ok() ? 0 : Fail(s);
+}
+
 int main(int argc, char** argv) {
   crfs::client::ConnectOptions o;
   std::string server = Env("CRFS_SERVER", "127.0.0.1:7420");
@@ -255,12 +321,14 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string& cmd = args[0];
-  const size_t want = cmd == "ping"                    ? 1
-                      : (cmd == "ls" || cmd == "find") ? (args.size() == 1 ? 1 : 2)
-                      : cmd == "get"                   ? 3
-                                                       : 2;
-  if (args.size() != want || (cmd != "ping" && cmd != "ls" && cmd != "stat" && cmd != "cat" && cmd != "get" &&
-                              cmd != "find" && cmd != "items")) {
+  // Commands and how many words (with the command) each takes.
+  static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
+      {"ping", {1, 1}}, {"ls", {1, 2}},    {"find", {1, 2}},  {"get", {3, 3}},      {"stat", {2, 2}},
+      {"cat", {2, 2}},  {"items", {2, 2}}, {"mkdir", {2, 2}}, {"put", {3, 3}},      {"rm", {2, 3}},
+      {"mv", {3, 3}},   {"ln", {3, 4}},    {"chmod", {3, 3}}, {"setfattr", {4, 6}}, {"sync", {1, 1}},
+  };
+  auto arity = kArity.find(cmd);
+  if (arity == kArity.end() || args.size() < arity->second.first || args.size() > arity->second.second) {
     std::fputs(kUsage, stderr);
     return 2;
   }
@@ -294,6 +362,7 @@ int main(int argc, char** argv) {
                 server.c_str(), c.hello().version, c.hello().session_id, c.hello().root_objectid, c.hello().generation);
     return 0;
   }
+  if (kChanges.count(cmd)) return Change(c, args);
   if (cmd == "ls") return Ls(c, args.size() > 1 ? args[1] : "/");
   if (cmd == "find") return Find(c, args.size() > 1 ? args[1] : "/");
   if (cmd == "items") return Items(c, args[1]);

@@ -52,7 +52,7 @@ const Session::Route& Session::RouteFor(uint16_t type) {
       /* SNAPSHOT    */ {Allowed::kAfterHello, &Session::OnNotImplemented},
       /* PING        */ {Allowed::kAfterHello, &Session::OnPing},
       /* TRANS_REPLY */ {Allowed::kNever, nullptr},
-      /* SYNC        */ {Allowed::kAfterHello, &Session::OnNotImplemented},
+      /* SYNC        */ {Allowed::kAfterHello, &Session::OnSync},
       /* DURABLE     */ {Allowed::kNever, nullptr},
   };
   static_assert(sizeof(kRoutes) / sizeof(kRoutes[0]) == CRFS_MSG_TYPE_MAX);
@@ -340,18 +340,48 @@ void Session::OnDataRead(const Frame& f) {
 }
 
 void Session::OnTransFrag(const Frame& f) {
+  const auto& frag = std::get<proto::TransFrag>(f.msg);
+  // A transaction this session already finished: same answer, no second
+  // application (protocol.md §6.4).
+  if (auto done = answered_.find(f.id); done != answered_.end()) {
+    if (!frag.last) return Final(f.id, 0);
+    if (done->second.err == 0 && !Send(f.id, 0, done->second.reply)) return;
+    return Final(f.id, done->second.err, done->second.text);
+  }
   Transaction t;
   RequestError err;
-  switch (transactions_.Add(f.id, std::get<proto::TransFrag>(f.msg), payload_bytes_, &t, &err)) {
+  switch (transactions_.Add(f.id, frag, payload_bytes_, &t, &err)) {
     case TransactionAssembler::Outcome::kNeedMore: return Final(f.id, 0);  // buffered (protocol.md §6.1)
     case TransactionAssembler::Outcome::kRefused: return Final(f.id, err.err, err.text);
     case TransactionAssembler::Outcome::kComplete: break;
   }
+  Answer a;
   err = ValidateTransaction(t, tenant_->ids());
-  if (err.err != 0) return Final(f.id, err.err, err.text);
-  // Checked, but there is no commit path yet (the transaction issue):
-  // refuse honestly rather than pretend.
-  Final(f.id, EOPNOTSUPP, "transaction is valid, but this server does not commit transactions yet");
+  CommitResult result;
+  if (err.err == 0 && tenant_->Commit(t, &result, &err)) {
+    a.reply.generation = result.generation;
+    a.reply.flags = CRFS_TRANS_R_APPLIED | (result.durable ? CRFS_TRANS_R_DURABLE : 0);
+    a.reply.map = std::move(result.map);
+  } else {
+    a.err = err.err;
+    a.text = err.text;
+  }
+  if (answered_order_.size() >= kAnswersRemembered) {
+    answered_.erase(answered_order_.front());
+    answered_order_.pop_front();
+  }
+  answered_order_.push_back(f.id);
+  const Answer& kept = answered_.emplace(f.id, std::move(a)).first->second;
+  if (kept.err == 0 && !Send(f.id, 0, kept.reply)) return;
+  Final(f.id, kept.err, kept.text);
+}
+
+void Session::OnSync(const Frame& f) {
+  uint64_t generation = 0;
+  RequestError err;
+  if (!tenant_->Sync(&generation, &err)) return Final(f.id, err.err, err.text);
+  if (!Send(f.id, 0, proto::Durable{generation})) return;
+  Final(f.id, 0);
 }
 
 void Session::OnNotImplemented(const Frame& f) {

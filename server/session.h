@@ -23,8 +23,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "proto/frame_stream.h"
@@ -73,6 +75,7 @@ class Session {
   void OnItemQuery(const proto::Frame& f);
   void OnDataRead(const proto::Frame& f);
   void OnTransFrag(const proto::Frame& f);
+  void OnSync(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);
 
   // Queues a reply; false if it could not be encoded (the request has then
@@ -102,6 +105,16 @@ class Session {
   proto::FrameAssembler in_;
   size_t payload_bytes_ = 0;  // of the frame being dispatched
   TransactionAssembler transactions_;
+  // Answers to this session's finished transactions, by id, for
+  // retransmissions (the oldest forgotten first).
+  struct Answer {
+    int err = 0;
+    std::string text;
+    proto::TransReply reply;
+  };
+  static constexpr size_t kAnswersRemembered = 1024;
+  std::unordered_map<uint64_t, Answer> answered_;
+  std::deque<uint64_t> answered_order_;
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;
   uint64_t frames_in_ = 0, frames_out_ = 0;

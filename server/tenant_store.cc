@@ -1,6 +1,5 @@
 #include "server/tenant_store.h"
 
-#include <btrfsutil.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -101,18 +100,23 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
     Log(LogLevel::kWarning, "tenant %s: %s is not mounted noatime: reads will write metadata", c.name.c_str(),
         path.c_str());
   }
-  return std::unique_ptr<TenantStore>(new TenantStore(c.name, c.ids, fd, st.st_dev));
+  if (!(fs.f_flags & ST_NOSUID)) {
+    close(fd);
+    return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path +
+                                              " must be on a file system mounted nosuid (tenants set mode bits)");
+  }
+  std::unique_ptr<TenantStore> store(new TenantStore(c.name, c.ids, fd, st.st_dev));
+  JournalContents contents;
+  auto journal = Journal::Open(storage_root + "/journal", c.name, &contents);
+  if (!journal.ok()) return Status(journal.status().code(), "tenant " + c.name + ": " + journal.status().message());
+  store->journal_ = std::move(*journal);
+  CRFS_RETURN_IF_ERROR(store->Recover(std::move(contents)));
+  return store;
 }
 
 TenantStore::~TenantStore() {
   for (auto& [ino, fd] : dir_cache_) close(fd);
   close(root_fd_);
-}
-
-uint64_t TenantStore::Generation() const {
-  struct btrfs_util_subvolume_info info;
-  if (btrfs_util_subvolume_info_fd(root_fd_, 0, &info) != BTRFS_UTIL_OK) return 0;
-  return info.generation;
 }
 
 int TenantStore::OpenChild(int dir_fd, const std::string& name, uint64_t want_ino, int flags, RequestError* err) {

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -32,19 +33,26 @@
 
 #include "proto/messages.h"
 #include "proto/status.h"
+#include "server/commit_plan.h"
 #include "server/config.h"
 #include "server/idmap.h"
+#include "server/journal.h"
+#include "server/request_error.h"
 
 namespace crfs::server {
 
-// A request error: a Linux errno for the FINAL_REPLY plus a detail text.
-struct RequestError {
-  int err = 0;
-  std::string text;
+// The result of a committed transaction (TRANS_REPLY).
+struct CommitResult {
+  uint64_t generation = 0;
+  bool durable = false;
+  std::vector<proto::TransMapEntry> map;
 };
 
-class TenantStore {
+class TenantStore : public TreeView {
  public:
+  // Opens the tenant's subvolume and its intent journal
+  // (<storage_root>/journal/<name>), finishes a transaction a crash cut
+  // short, and starts a new generation epoch (journal.h).
   static Result<std::unique_ptr<TenantStore>> Open(const std::string& storage_root, const TenantConfig& config);
   ~TenantStore();
   TenantStore(const TenantStore&) = delete;
@@ -53,8 +61,26 @@ class TenantStore {
   const std::string& name() const { return name_; }
   const IdMap& ids() const { return ids_; }
 
-  // The subvolume's current generation (btrfs transid), 0 if unknown.
-  uint64_t Generation() const;
+  // The tenant's generation: epoch << 32 | transactions committed in this
+  // epoch (journal.h). Clients build transactions against it.
+  uint64_t Generation() const { return epoch_ << 32 | sequence_; }
+  // The generation up to which every commit is on stable storage.
+  uint64_t DurableGeneration() const { return durable_; }
+
+  // Plans `t` (validated by ValidateTransaction), journals the plan and
+  // applies it with the tenant root's credentials (fs_credentials.h). On
+  // refusal nothing changed. If an operation fails midway (the tree was
+  // changed behind crfsd's back, the disk is full), the transaction is
+  // partly applied: EIO, logged as an error.
+  bool Commit(const Transaction& t, CommitResult* result, RequestError* err);
+  // Makes everything committed durable (syncfs) and returns the generation.
+  bool Sync(uint64_t* generation, RequestError* err);
+
+  // TreeView, for the planner.
+  bool Items(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* out,
+             RequestError* err) override;
+  uint64_t ParentOf(uint64_t ino) override;
+  uint64_t ChangedAt(uint64_t ino) override;
 
   // Answers an ITEM_QUERY: the ranges to send, in order, each at most
   // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one
@@ -84,6 +110,21 @@ class TenantStore {
   TenantStore(std::string name, const IdMapConfig& ids, int root_fd, dev_t dev)
       : name_(std::move(name)), ids_(ids), root_fd_(root_fd), dev_(dev) {}
 
+  // Runs one planned op. `made` maps provisional ids to inodes; `replay`
+  // (finishing a journaled transaction after a crash) treats an op whose
+  // precondition no longer holds but whose result does as done. *inode is
+  // what a kCreate made.
+  bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err);
+  // Learns every directory and entry of the tenant (replay after a crash,
+  // when nothing has been listed yet).
+  bool Rediscover(RequestError* err);
+  // Finishes a journaled transaction, then starts the journal's next epoch.
+  Status Recover(JournalContents contents);
+  // The entry of `dir` named `name`: its inode, 0 if none; -1 on error.
+  int64_t Lookup(uint64_t dir, const std::string& name, RequestError* err);
+  void Moved(uint64_t ino, uint64_t from_dir, const std::string& from, uint64_t to_dir, const std::string& to);
+  void Forget(uint64_t ino, uint64_t dir, const std::string& name);
+
   // Opens objectid `ino` with `flags` (O_PATH, O_RDONLY, ...), verified to be
   // that inode on the tenant's device. Returns -1 with *err set.
   int OpenObject(uint64_t ino, int flags, RequestError* err);
@@ -103,6 +144,10 @@ class TenantStore {
   int root_fd_;
   dev_t dev_;
   std::unordered_map<uint64_t, Entry> table_;
+  std::unique_ptr<Journal> journal_;
+  uint64_t epoch_ = 0, sequence_ = 0, durable_ = 0;
+  // Generation at which each object last changed, this epoch.
+  std::unordered_map<uint64_t, uint64_t> changed_;
   // Directories opened recently, by objectid: a lookup costs one openat2
   // from the parent instead of one per path component. An fd keeps naming
   // its directory wherever it is renamed to, and a rename cannot leave the

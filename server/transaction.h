@@ -28,7 +28,7 @@
 #include "proto/messages.h"
 #include "proto/status.h"
 #include "server/idmap.h"
-#include "server/tenant_store.h"
+#include "server/request_error.h"
 
 namespace crfs::server {
 

@@ -1,0 +1,404 @@
+#include "client/file_ops.h"
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+#include <deque>
+
+#include "proto/checksum.h"
+#include "proto/codec.h"
+
+namespace crfs::client {
+namespace {
+
+using proto::Item;
+using proto::ItemRange;
+using proto::Key;
+
+constexpr size_t kExtentBytes = CRFS_MAX_DATA_BYTES;  // data per INLINE item
+constexpr size_t kRangeBytes = 512 << 10;             // data per range
+constexpr size_t kTransactionBytes = 32ull << 20;     // data per transaction
+constexpr size_t kMaxRangesPerFragment = 1024;        // protocol.md §6.1
+
+Status Errno(int e, const std::string& what) {
+  return Status(Code::kRemote,
+                std::string(strerrorname_np(e) ? strerrorname_np(e) : "E?") + " (" + std::to_string(e) + "): " + what);
+}
+
+proto::Timespec Now() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return {static_cast<uint64_t>(ts.tv_sec), static_cast<uint32_t>(ts.tv_nsec)};
+}
+
+std::pair<std::string, std::string> Split(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  const size_t slash = p.rfind('/');
+  if (slash == std::string::npos) return {"/", p};
+  return {slash == 0 ? "/" : p.substr(0, slash), p.substr(slash + 1)};
+}
+
+ItemRange WholeObject(uint64_t obj) { return ItemRange{{obj, 0, 0}, {obj, 0xff, ~0ull}, {}}; }
+
+proto::InodeItem NewInode(uint32_t mode, uint64_t size) {
+  proto::InodeItem i;
+  i.mode = mode;
+  i.size = size;
+  i.nlink = 1;
+  i.atime = i.mtime = Now();
+  return i;
+}
+
+// Data ranges of `obj` for bytes [from, to) of `data`.
+void DataRanges(uint64_t obj, const std::vector<uint8_t>& data, size_t from, size_t to, std::vector<ItemRange>* out) {
+  for (size_t r = from; r < to; r += kRangeBytes) {
+    const size_t r_end = std::min(to, r + kRangeBytes);
+    ItemRange range{{obj, CRFS_EXTENT_DATA_KEY, r}, {obj, CRFS_EXTENT_DATA_KEY, r_end - 1}, {}};
+    for (size_t o = r; o < r_end; o += kExtentBytes) {
+      const size_t n = std::min(r_end, o + kExtentBytes) - o;
+      proto::ExtentData e;
+      e.type = CRFS_EXTENT_INLINE;
+      e.len = static_cast<uint32_t>(n);
+      e.data.assign(data.begin() + static_cast<ptrdiff_t>(o), data.begin() + static_cast<ptrdiff_t>(o + n));
+      e.csums = proto::DataBlockCrcs(e.data);
+      range.items.push_back(Item{{obj, CRFS_EXTENT_DATA_KEY, o}, std::move(e)});
+    }
+    out->push_back(std::move(range));
+  }
+}
+
+size_t EncodedRangeSize(const ItemRange& r) {
+  size_t n = sizeof(struct crfs_item_range);
+  for (const Item& it : r.items) {
+    auto b = proto::EncodeItemBody(it.key.type, it.body);
+    n += sizeof(struct crfs_item) + (b.ok() ? b->size() : 0);
+  }
+  return n;
+}
+
+}  // namespace
+
+Result<FileOps::Entry> FileOps::Find(const std::string& path) {
+  auto [parent, name] = Split(path);
+  if (name.empty() || name == "." || name == "..") return Status(Code::kInvalidArgument, "bad path: " + path);
+  auto dir = c_->Lookup(parent);
+  if (!dir.ok()) return dir.status();
+  auto items = c_->ItemsOf(*dir, CRFS_DIR_ITEM_KEY, CRFS_DIR_INDEX_KEY);
+  if (!items.ok()) return items.status();
+  Entry e;
+  e.dir = *dir;
+  e.name = name;
+  const uint64_t hash = proto::BtrfsNameHash(name);
+  for (const Item& it : *items) {
+    const auto* d = std::get_if<proto::DirEntries>(&it.body);
+    if (!d) continue;
+    for (const auto& de : d->entries) {
+      if (it.key.type == CRFS_DIR_ITEM_KEY && it.key.offset == hash) {
+        if (de.name == name) {
+          e.obj = de.location.objectid;
+          e.type = de.type;
+        } else {
+          e.same_hash.push_back(de);
+        }
+      } else if (it.key.type == CRFS_DIR_INDEX_KEY && de.name == name) {
+        e.index = it.key.offset;
+      }
+    }
+  }
+  return e;
+}
+
+Result<proto::InodeItem> FileOps::Inode(uint64_t obj) {
+  auto items = c_->ItemsOf(obj, CRFS_INODE_ITEM_KEY, CRFS_INODE_ITEM_KEY);
+  if (!items.ok()) return items.status();
+  for (const Item& it : *items) {
+    if (const auto* in = std::get_if<proto::InodeItem>(&it.body)) return *in;
+  }
+  return Status(Code::kBadValue, "no INODE_ITEM for " + std::to_string(obj));
+}
+
+void FileOps::EntryRanges(const Entry& e, uint64_t obj, uint8_t type, std::vector<ItemRange>* out) {
+  const uint64_t hash = proto::BtrfsNameHash(e.name);
+  ItemRange items{{e.dir, CRFS_DIR_ITEM_KEY, hash}, {e.dir, CRFS_DIR_ITEM_KEY, hash}, {}};
+  proto::DirEntries at_hash{e.same_hash};
+  const proto::DirEntry entry{{obj, CRFS_INODE_ITEM_KEY, 0}, 0, type, e.name};
+  if (obj != 0) at_hash.entries.push_back(entry);
+  if (!at_hash.entries.empty()) items.items.push_back(Item{items.min, at_hash});
+  out->push_back(std::move(items));
+  if (e.obj != 0)
+    out->push_back(ItemRange{{e.dir, CRFS_DIR_INDEX_KEY, e.index}, {e.dir, CRFS_DIR_INDEX_KEY, e.index}, {}});
+  if (obj != 0) {
+    const uint64_t index = NextProvisional();
+    const Key k{e.dir, CRFS_DIR_INDEX_KEY, index};
+    out->push_back(ItemRange{k, k, {Item{k, proto::DirEntries{{entry}}}}});
+  }
+}
+
+Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t flags) {
+  const size_t limit = c_->hello().max_payload - sizeof(struct crfs_msg_trans_frag);
+  std::vector<std::vector<ItemRange>> frags(1);
+  size_t bytes = 0;
+  for (ItemRange& r : ranges) {
+    const size_t n = EncodedRangeSize(r);
+    if (n > limit) return Status(Code::kTooLarge, "one range does not fit a fragment");
+    if (!frags.back().empty() && (bytes + n > limit || frags.back().size() >= kMaxRangesPerFragment)) {
+      frags.emplace_back();
+      bytes = 0;
+    }
+    frags.back().push_back(std::move(r));
+    bytes += n;
+  }
+  const uint64_t id = c_->NewId();
+  for (size_t i = 0; i < frags.size(); i++) {
+    const bool last = i + 1 == frags.size();
+    proto::TransFrag f{static_cast<uint32_t>(i), last, flags, generation_, std::move(frags[i])};
+    for (const auto& r : f.ranges) bytes_sent_ += EncodedRangeSize(r);
+    bytes_sent_ += sizeof(struct crfs_header) + sizeof(struct crfs_msg_trans_frag);
+    frames_sent_++;
+    auto replies = c_->CallAs(id, std::move(f));
+    if (!replies.ok()) return replies.status();
+    CRFS_RETURN_IF_ERROR(Connection::Check(replies->back()));
+    if (!last) continue;
+    for (auto& fr : *replies) {
+      if (auto* r = std::get_if<proto::TransReply>(&fr.msg)) {
+        generation_ = r->generation;
+        return *r;
+      }
+    }
+    return Status(Code::kBadValue, "transaction answered without a TRANS_REPLY");
+  }
+  return Status(Code::kInvalidArgument, "empty transaction");
+}
+
+Status FileOps::Mkdir(const std::string& path, uint32_t mode) {
+  auto e = Find(path);
+  if (!e.ok()) return e.status();
+  if (e->obj) return Errno(EEXIST, path);
+  const uint64_t p = NextProvisional();
+  std::vector<ItemRange> ranges;
+  EntryRanges(*e, p, CRFS_FT_DIR, &ranges);
+  ItemRange obj = WholeObject(p);
+  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFDIR | (mode & 07777), 0)});
+  ranges.push_back(std::move(obj));
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode) {
+  auto e = Find(path);
+  if (!e.ok()) return e.status();
+  if (e->obj && e->type != CRFS_FT_REG_FILE) return Errno(e->type == CRFS_FT_DIR ? EISDIR : EEXIST, path);
+  size_t done = std::min(data.size(), kTransactionBytes);
+  uint64_t obj = e->obj;
+  std::vector<ItemRange> ranges;
+  if (obj == 0) {
+    const uint64_t p = NextProvisional();
+    EntryRanges(*e, p, CRFS_FT_REG_FILE, &ranges);
+    ranges.push_back(ItemRange{{p, 0, 0},
+                               {p, CRFS_EXTENT_DATA_KEY - 1, ~0ull},
+                               {Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFREG | (mode & 07777), data.size())}}});
+    DataRanges(p, data, 0, done, &ranges);
+    auto r = Commit(std::move(ranges));
+    if (!r.ok()) return r.status();
+    for (const auto& m : r->map) {
+      if (m.provisional == p) obj = m.real;
+    }
+    if (obj == 0) return Status(Code::kBadValue, "the reply does not map the new file");
+  } else {
+    auto in = Inode(obj);
+    if (!in.ok()) return in.status();
+    in->size = data.size();
+    ranges.push_back(ItemRange{
+        {obj, CRFS_INODE_ITEM_KEY, 0}, {obj, CRFS_INODE_ITEM_KEY, 0}, {Item{{obj, CRFS_INODE_ITEM_KEY, 0}, *in}}});
+    DataRanges(obj, data, 0, done, &ranges);
+    CRFS_RETURN_IF_ERROR(Commit(std::move(ranges)).status());
+  }
+  while (done < data.size()) {
+    const size_t end = std::min(data.size(), done + kTransactionBytes);
+    ranges.clear();
+    DataRanges(obj, data, done, end, &ranges);
+    CRFS_RETURN_IF_ERROR(Commit(std::move(ranges)).status());
+    done = end;
+  }
+  return Status::Ok();
+}
+
+Status FileOps::Remove(const std::string& path) {
+  auto e = Find(path);
+  if (!e.ok()) return e.status();
+  if (!e->obj) return Errno(ENOENT, path);
+  if (e->type == CRFS_FT_DIR) {
+    auto items = c_->ItemsOf(e->obj, CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
+    if (!items.ok()) return items.status();
+    for (const Item& it : *items) {
+      if (it.key.type == CRFS_DIR_INDEX_KEY) return Errno(ENOTEMPTY, path);
+    }
+  }
+  std::vector<ItemRange> ranges;
+  EntryRanges(*e, 0, 0, &ranges);
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::RemoveTree(const std::string& path) {
+  auto e = Find(path);
+  if (!e.ok()) return e.status();
+  if (!e->obj) return Errno(ENOENT, path);
+  if (e->type != CRFS_FT_DIR) return Remove(path);
+  std::vector<ItemRange> ranges;
+  EntryRanges(*e, 0, 0, &ranges);
+  // Every directory below: one empty range each. Queries go out in
+  // pipelined batches, one per directory.
+  std::deque<uint64_t> todo{e->obj};
+  while (!todo.empty()) {
+    std::vector<uint64_t> batch;
+    std::vector<proto::Message> queries;
+    size_t query_bytes = 0;
+    while (!todo.empty() && query_bytes + 128 < Connection::kMaxPipelineBytes) {
+      const uint64_t d = todo.front();
+      todo.pop_front();
+      batch.push_back(d);
+      queries.push_back(proto::ItemQuery{{d, CRFS_DIR_INDEX_KEY, 0},
+                                         {d, CRFS_DIR_INDEX_KEY, 0},
+                                         {d, CRFS_DIR_INDEX_KEY, ~0ull},
+                                         c_->hello().max_payload});
+      query_bytes += 128;
+    }
+    auto replies = c_->CallMany(std::move(queries));
+    if (!replies.ok()) return replies.status();
+    for (size_t i = 0; i < batch.size(); i++) {
+      const auto& frames = (*replies)[i];
+      CRFS_RETURN_IF_ERROR(Connection::Check(frames.back()));
+      bool complete = false;
+      for (const auto& f : frames) {
+        const auto* r = std::get_if<ItemRange>(&f.msg);
+        if (!r) continue;
+        if (r->max == Key{batch[i], CRFS_DIR_INDEX_KEY, ~0ull}) complete = true;
+        for (const Item& it : r->items) {
+          const auto& de = std::get<proto::DirEntries>(it.body).entries.at(0);
+          if (de.type == CRFS_FT_DIR) todo.push_back(de.location.objectid);
+        }
+      }
+      if (!complete) {  // a huge directory: take the slow, continuing path
+        auto items = c_->ItemsOf(batch[i], CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
+        if (!items.ok()) return items.status();
+        for (const Item& it : *items) {
+          if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
+          const auto& de = std::get<proto::DirEntries>(it.body).entries.at(0);
+          if (de.type == CRFS_FT_DIR) todo.push_back(de.location.objectid);
+        }
+      }
+      ranges.push_back(WholeObject(batch[i]));
+    }
+  }
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::Rename(const std::string& from, const std::string& to) {
+  auto a = Find(from);
+  if (!a.ok()) return a.status();
+  if (!a->obj) return Errno(ENOENT, from);
+  auto b = Find(to);
+  if (!b.ok()) return b.status();
+  if (b->obj == a->obj) return Status::Ok();
+  if (b->obj && b->type == CRFS_FT_DIR && a->type != CRFS_FT_DIR) return Errno(EISDIR, to);
+  if (b->obj && b->type != CRFS_FT_DIR && a->type == CRFS_FT_DIR) return Errno(ENOTDIR, to);
+  std::vector<ItemRange> ranges;
+  if (a->dir == b->dir && proto::BtrfsNameHash(a->name) == proto::BtrfsNameHash(b->name)) {
+    // Both names under one hash: one DIR_ITEM range says it all.
+    Entry both = *b;
+    std::erase_if(both.same_hash, [&](const proto::DirEntry& d) { return d.name == a->name; });
+    EntryRanges(both, a->obj, a->type, &ranges);
+    ranges.push_back(ItemRange{{a->dir, CRFS_DIR_INDEX_KEY, a->index}, {a->dir, CRFS_DIR_INDEX_KEY, a->index}, {}});
+  } else {
+    EntryRanges(*a, 0, 0, &ranges);
+    EntryRanges(*b, a->obj, a->type, &ranges);
+  }
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::Link(const std::string& existing, const std::string& path) {
+  auto a = Find(existing);
+  if (!a.ok()) return a.status();
+  if (!a->obj) return Errno(ENOENT, existing);
+  if (a->type == CRFS_FT_DIR) return Errno(EPERM, existing + ": directories have one name");
+  auto b = Find(path);
+  if (!b.ok()) return b.status();
+  if (b->obj) return Errno(EEXIST, path);
+  std::vector<ItemRange> ranges;
+  EntryRanges(*b, a->obj, a->type, &ranges);
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::Symlink(const std::string& target, const std::string& path) {
+  auto e = Find(path);
+  if (!e.ok()) return e.status();
+  if (e->obj) return Errno(EEXIST, path);
+  const uint64_t p = NextProvisional();
+  std::vector<ItemRange> ranges;
+  EntryRanges(*e, p, CRFS_FT_SYMLINK, &ranges);
+  proto::ExtentData ext;
+  ext.type = CRFS_EXTENT_INLINE;
+  ext.len = static_cast<uint32_t>(target.size());
+  ext.data.assign(target.begin(), target.end());
+  ext.csums = proto::DataBlockCrcs(ext.data);
+  ItemRange obj = WholeObject(p);
+  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFLNK | 0777, target.size())});
+  obj.items.push_back(Item{{p, CRFS_EXTENT_DATA_KEY, 0}, std::move(ext)});
+  ranges.push_back(std::move(obj));
+  return Commit(std::move(ranges)).status();
+}
+
+Status FileOps::Chmod(const std::string& path, uint32_t mode) {
+  auto obj = c_->Lookup(path);
+  if (!obj.ok()) return obj.status();
+  auto in = Inode(*obj);
+  if (!in.ok()) return in.status();
+  in->mode = (in->mode & S_IFMT) | (mode & 07777);
+  const Key k{*obj, CRFS_INODE_ITEM_KEY, 0};
+  return Commit({ItemRange{k, k, {Item{k, *in}}}}).status();
+}
+
+Status FileOps::SetXattr(const std::string& path, const std::string& name, const std::string& value) {
+  auto obj = c_->Lookup(path);
+  if (!obj.ok()) return obj.status();
+  auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
+  if (!items.ok()) return items.status();
+  const Key k{*obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
+  proto::Xattrs x;
+  for (const Item& it : *items) {
+    if (it.key != k) continue;
+    for (const auto& e : std::get<proto::Xattrs>(it.body).entries) {
+      if (e.name != name) x.entries.push_back(e);
+    }
+  }
+  x.entries.push_back({name, value});
+  return Commit({ItemRange{k, k, {Item{k, x}}}}).status();
+}
+
+Status FileOps::RemoveXattr(const std::string& path, const std::string& name) {
+  auto obj = c_->Lookup(path);
+  if (!obj.ok()) return obj.status();
+  auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
+  if (!items.ok()) return items.status();
+  const Key k{*obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
+  proto::Xattrs x;
+  bool found = false;
+  for (const Item& it : *items) {
+    if (it.key != k) continue;
+    for (const auto& e : std::get<proto::Xattrs>(it.body).entries) {
+      if (e.name == name) {
+        found = true;
+      } else {
+        x.entries.push_back(e);
+      }
+    }
+  }
+  if (!found) return Errno(ENODATA, path + ": " + name);
+  ItemRange r{k, k, {}};
+  if (!x.entries.empty()) r.items.push_back(Item{k, x});
+  return Commit({std::move(r)}).status();
+}
+
+}  // namespace crfs::client

@@ -1,0 +1,72 @@
+// file_ops.h - POSIX-style changes built as CRFS transactions.
+//
+// Each call reads what it needs (lookups, the affected directory entries),
+// builds the authoritative ranges of docs/protocol.md §6.2 against the
+// generation the connection last saw, and commits them as one transaction
+// (several only where one would pass the server's 64 MiB limit: Put of a
+// large file). `rm -r` of a tree is one transaction: one empty range per
+// directory of the tree plus the entry in its parent.
+//
+// Paths are absolute in the tenant ("/a/b"). Errors: Status; a refusal by
+// the server is Code::kRemote with its errno and detail.
+//
+// Not thread-safe: uses one Connection.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "client/connection.h"
+#include "proto/messages.h"
+#include "proto/status.h"
+
+namespace crfs::client {
+
+class FileOps {
+ public:
+  explicit FileOps(Connection* c) : c_(c), generation_(c->hello().generation) {}
+
+  Status Mkdir(const std::string& path, uint32_t mode = 0755);
+  // Creates `path` (or replaces the contents of an existing regular file).
+  Status Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode = 0644);
+  Status Remove(const std::string& path);  // a file, symlink or empty directory
+  Status RemoveTree(const std::string& path);
+  Status Rename(const std::string& from, const std::string& to);  // replaces a file or empty directory
+  Status Link(const std::string& existing, const std::string& path);
+  Status Symlink(const std::string& target, const std::string& path);
+  Status Chmod(const std::string& path, uint32_t mode);
+  Status SetXattr(const std::string& path, const std::string& name, const std::string& value);
+  Status RemoveXattr(const std::string& path, const std::string& name);
+
+  // Commits `ranges` as one transaction (fragmented to fit the session's
+  // payload limit); the reply's generation becomes the base of the next.
+  Result<proto::TransReply> Commit(std::vector<proto::ItemRange> ranges, uint8_t flags = 0);
+
+  // Frames and bytes this object sent for transactions (benchmarks).
+  uint64_t frames_sent() const { return frames_sent_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+  uint64_t generation() const { return generation_; }
+
+ private:
+  struct Entry {
+    uint64_t dir = 0;
+    std::string name;
+    uint64_t obj = 0;  // 0: no such entry
+    uint8_t type = 0;
+    uint64_t index = 0;
+    std::vector<proto::DirEntry> same_hash;  // the other entries under the name's hash
+  };
+  Result<Entry> Find(const std::string& path);
+  Result<proto::InodeItem> Inode(uint64_t obj);
+  uint64_t NextProvisional() { return CRFS_PROVISIONAL_FIRST + next_provisional_++; }
+  // Ranges that make `e.name` in `e.dir` name `obj` (0: nothing), of type `type`.
+  void EntryRanges(const Entry& e, uint64_t obj, uint8_t type, std::vector<proto::ItemRange>* out);
+
+  Connection* c_;
+  uint64_t generation_;
+  uint64_t next_provisional_ = 0;
+  uint64_t frames_sent_ = 0, bytes_sent_ = 0;
+};
+
+}  // namespace crfs::client

@@ -1,0 +1,251 @@
+#include "server/journal.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "proto/checksum.h"
+
+namespace crfs::server {
+namespace {
+
+constexpr uint32_t kMagic = 0x314a5243;  // "CRJ1"
+constexpr uint8_t kEpoch = 1, kBegin = 2, kDone = 3, kEnd = 4;
+constexpr size_t kHeader = 13;
+constexpr size_t kMaxRecord = 256u << 20;  // a transaction is at most 64 MiB of frames
+constexpr uint32_t kMaxOps = 1u << 24;
+
+Status Io(const std::string& what) { return Status(Code::kIo, what + ": " + strerror(errno)); }
+
+Status WriteAll(int fd, const uint8_t* p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Io("journal write");
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
+
+std::vector<uint8_t> Record(uint8_t type, const std::vector<uint8_t>& payload) {
+  proto::Writer w(kHeader + payload.size());
+  w.Le32(kMagic);
+  w.U8(type);
+  w.Le32(static_cast<uint32_t>(payload.size()));
+  w.Le32(proto::DataCrc32c(payload));
+  w.Put(proto::Bytes(payload));
+  return std::move(w).Take();
+}
+
+std::vector<uint8_t> Le64Payload(uint64_t v) {
+  proto::Writer w(8);
+  w.Le64(v);
+  return std::move(w).Take();
+}
+
+void PutString(proto::Writer* w, const std::string& s) {
+  w->Le32(static_cast<uint32_t>(s.size()));
+  w->Put(s);
+}
+
+Status GetString(proto::Reader* r, std::string* s, const char* what) {
+  uint32_t n = 0;
+  CRFS_RETURN_IF_ERROR(r->Le32(&n, what));
+  return r->TakeString(n, s, what);
+}
+
+}  // namespace
+
+void EncodeOp(const Op& op, proto::Writer* w) {
+  w->U8(op.kind);
+  w->Le64(op.dir);
+  PutString(w, op.name);
+  w->Le64(op.obj);
+  w->Le64(op.dir2);
+  PutString(w, op.name2);
+  w->Le64(op.obj2);
+  w->Le32(op.mode);
+  w->Le32(op.uid);
+  w->Le32(op.gid);
+  w->Le64(op.offset);
+  w->Le64(op.length);
+  PutString(w, op.data);
+  PutString(w, op.xname);
+  for (const proto::Timespec* t : {&op.atime, &op.mtime}) {
+    w->Le64(t->sec);
+    w->Le32(t->nsec);
+  }
+}
+
+Status DecodeOp(proto::Reader* r, Op* op) {
+  uint8_t kind = 0;
+  CRFS_RETURN_IF_ERROR(r->U8(&kind, "op.kind"));
+  if (kind < Op::kCreate || kind > Op::kSetTimes) return Status(Code::kUnknownType, "op.kind: unknown");
+  op->kind = static_cast<Op::Kind>(kind);
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->dir, "op.dir"));
+  CRFS_RETURN_IF_ERROR(GetString(r, &op->name, "op.name"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->obj, "op.obj"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->dir2, "op.dir2"));
+  CRFS_RETURN_IF_ERROR(GetString(r, &op->name2, "op.name2"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->obj2, "op.obj2"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&op->mode, "op.mode"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&op->uid, "op.uid"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&op->gid, "op.gid"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->offset, "op.offset"));
+  CRFS_RETURN_IF_ERROR(r->Le64(&op->length, "op.length"));
+  CRFS_RETURN_IF_ERROR(GetString(r, &op->data, "op.data"));
+  CRFS_RETURN_IF_ERROR(GetString(r, &op->xname, "op.xname"));
+  for (proto::Timespec* t : {&op->atime, &op->mtime}) {
+    CRFS_RETURN_IF_ERROR(r->Le64(&t->sec, "op.time.sec"));
+    CRFS_RETURN_IF_ERROR(r->Le32(&t->nsec, "op.time.nsec"));
+  }
+  return Status::Ok();
+}
+
+JournalContents ParseJournal(proto::Bytes bytes) {
+  JournalContents c;
+  proto::Reader r(bytes);
+  bool first = true;
+  while (!r.empty()) {
+    uint32_t magic = 0, len = 0, crc = 0;
+    uint8_t type = 0;
+    proto::Bytes payload;
+    if (!r.Le32(&magic, "magic").ok() || magic != kMagic || !r.U8(&type, "type").ok() || !r.Le32(&len, "len").ok() ||
+        !r.Le32(&crc, "crc").ok() || len > kMaxRecord || !r.Take(len, &payload, "payload").ok() ||
+        proto::DataCrc32c(payload) != crc) {
+      break;
+    }
+    proto::Reader p(payload);
+    uint64_t gen = 0;
+    if (!p.Le64(&gen, "generation").ok()) break;
+    bool ok = true;
+    if (first != (type == kEpoch)) break;  // EPOCH first, and only first
+    switch (type) {
+      case kEpoch:
+        c.epoch = gen;
+        c.last_generation = gen << 32;
+        break;
+      case kBegin: {
+        JournalPending t;
+        t.generation = gen;
+        uint32_t n = 0;
+        ok = p.Le32(&n, "ops").ok() && n <= kMaxOps;
+        for (uint32_t i = 0; ok && i < n; i++) {
+          Op op;
+          ok = DecodeOp(&p, &op).ok();
+          t.ops.push_back(std::move(op));
+        }
+        if (ok) c.pending = std::move(t);
+        break;
+      }
+      case kDone: {
+        uint32_t index = 0;
+        uint64_t inode = 0;
+        ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && c.pending &&
+             c.pending->generation == gen && index == c.pending->next_op && index < c.pending->ops.size();
+        if (ok) {
+          const Op& op = c.pending->ops[index];
+          if (op.kind == Op::kCreate) c.pending->made[op.obj] = inode;
+          c.pending->next_op = index + 1;
+        }
+        break;
+      }
+      case kEnd:
+        ok = c.pending && c.pending->generation == gen;
+        if (ok) c.pending.reset();
+        break;
+      default: ok = false;
+    }
+    if (!ok || !p.empty()) break;
+    if (type != kEpoch) c.last_generation = std::max(c.last_generation, gen);
+    first = false;
+    c.valid_bytes = r.position();
+  }
+  return c;
+}
+
+Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std::string& tenant,
+                                               JournalContents* contents) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Io("mkdir " + dir);
+  const std::string path = dir + "/" + tenant;
+  int fd = open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Io("open " + path);
+  std::unique_ptr<Journal> j(new Journal(dir, path, fd));
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Io("stat " + path);
+  if (!S_ISREG(st.st_mode)) return Status(Code::kInvalidArgument, path + ": not a regular file");
+  std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < buf.size()) {
+    ssize_t n = pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Io("read " + path);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  buf.resize(got);
+  *contents = ParseJournal(buf);
+  j->epoch_ = contents->epoch;
+  j->bytes_ = buf.size();
+  return j;
+}
+
+Journal::~Journal() { close(fd_); }
+
+Status Journal::Restart(uint64_t epoch) {
+  const std::string tmp = path_ + ".new";
+  int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return Io("open " + tmp);
+  auto rec = Record(kEpoch, Le64Payload(epoch));
+  Status s = WriteAll(fd, rec.data(), rec.size());
+  if (s.ok() && fsync(fd) != 0) s = Io("fsync " + tmp);
+  close(fd);
+  if (!s.ok()) return s;
+  if (rename(tmp.c_str(), path_.c_str()) != 0) return Io("rename " + tmp);
+  int d = open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (d < 0) return Io("open " + dir_);
+  const int synced = fsync(d);
+  close(d);
+  if (synced != 0) return Io("fsync " + dir_);
+  int nfd = open(path_.c_str(), O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+  if (nfd < 0) return Io("open " + path_);
+  close(fd_);
+  fd_ = nfd;
+  epoch_ = epoch;
+  bytes_ = rec.size();
+  return Status::Ok();
+}
+
+Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
+  auto rec = Record(type, payload);
+  CRFS_RETURN_IF_ERROR(WriteAll(fd_, rec.data(), rec.size()));
+  bytes_ += rec.size();
+  return Status::Ok();
+}
+
+Status Journal::Begin(uint64_t generation, const std::vector<Op>& ops) {
+  size_t size = 12;
+  for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
+  proto::Writer w(size);
+  w.Le64(generation);
+  w.Le32(static_cast<uint32_t>(ops.size()));
+  for (const Op& op : ops) EncodeOp(op, &w);
+  CRFS_RETURN_IF_ERROR(w.status());
+  return Append(kBegin, std::move(w).Take());
+}
+
+Status Journal::Done(uint64_t generation, uint32_t index, uint64_t inode) {
+  proto::Writer w(20);
+  w.Le64(generation);
+  w.Le32(index);
+  w.Le64(inode);
+  return Append(kDone, std::move(w).Take());
+}
+
+Status Journal::End(uint64_t generation) { return Append(kEnd, Le64Payload(generation)); }
+
+}  // namespace crfs::server

@@ -1,0 +1,99 @@
+// journal.h - a tenant's intent journal: what crfsd is about to do, so that
+// a transaction cut short by a crash of crfsd is finished on restart.
+//
+// One append-only file per tenant, <storage_root>/journal/<tenant>, outside
+// the tenant's subvolume (the tenant never sees it). Records, each
+//   le32 magic "CRJ1" | u8 type | le32 length | le32 crc32c(payload) | payload
+// are:
+//   EPOCH (1)        le64 epoch            first record; see below
+//   BEGIN (2)        le64 generation, le32 n, n x Op   before the first op
+//   DONE (3)         le64 generation, le32 op index, le64 inode   after each op
+//                    (the inode a kCreate made; 0 otherwise)
+//   END (4)          le64 generation      after the last op
+// Reading stops at the first record that is short or fails its crc (a
+// write torn by the crash); everything after it is ignored and rewritten.
+// A BEGIN without its END is the transaction to finish: its ops from the
+// one after the last DONE on, each re-checked against its precondition.
+//
+// Generations are epoch << 32 | sequence. Each start of crfsd takes a new
+// epoch (one more than the journal's), written and fsync'ed before any
+// session is served, so a generation handed out before a restart is always
+// below every generation after it, even if the journal's tail was lost.
+//
+// The journal is written with write(2) and not synced per transaction: a
+// crash of crfsd (SIGKILL, abort) loses nothing the kernel has accepted.
+// Power loss is covered only up to the last Sync() (SECURITY.md §4).
+//
+// Not thread-safe: owned by the tenant's store.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "proto/status.h"
+#include "proto/wire_reader.h"
+#include "server/commit_plan.h"
+
+namespace crfs::server {
+
+struct JournalPending {
+  uint64_t generation = 0;
+  std::vector<Op> ops;
+  size_t next_op = 0;                 // ops before this one are done
+  std::map<uint64_t, uint64_t> made;  // provisional id -> inode, from DONE records
+};
+
+struct JournalContents {
+  uint64_t epoch = 0;
+  uint64_t last_generation = 0;
+  std::optional<JournalPending> pending;
+  size_t valid_bytes = 0;  // the prefix that parsed
+};
+
+// Parses journal bytes (untrusted in the sense that they may be torn or
+// corrupt; never trusted past the first bad record).
+JournalContents ParseJournal(proto::Bytes bytes);
+
+// Encodes one op / reads one op (exposed for tests and the fuzz target).
+void EncodeOp(const Op& op, proto::Writer* w);
+[[nodiscard]] Status DecodeOp(proto::Reader* r, Op* op);
+
+class Journal {
+ public:
+  // Opens (creating) the journal of `tenant` under `dir` (created 0700),
+  // parses it into *contents, and starts a new epoch: the file is rewritten
+  // as one EPOCH record (epoch + 1), fsync'ed with its directory. The caller
+  // finishes contents->pending (if any) first and calls Restart() then.
+  static Result<std::unique_ptr<Journal>> Open(const std::string& dir, const std::string& tenant,
+                                               JournalContents* contents);
+  ~Journal();
+  Journal(const Journal&) = delete;
+  Journal& operator=(const Journal&) = delete;
+
+  // Rewrites the journal as a single EPOCH record (atomically: temp file,
+  // fsync, rename). Only when no transaction is in progress and everything
+  // before is durable (the caller synced the file system).
+  [[nodiscard]] Status Restart(uint64_t epoch);
+
+  [[nodiscard]] Status Begin(uint64_t generation, const std::vector<Op>& ops);
+  [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode);
+  [[nodiscard]] Status End(uint64_t generation);
+
+  uint64_t epoch() const { return epoch_; }
+  uint64_t bytes() const { return bytes_; }
+
+ private:
+  Journal(std::string dir, std::string path, int fd) : dir_(std::move(dir)), path_(std::move(path)), fd_(fd) {}
+  [[nodiscard]] Status Append(uint8_t type, const std::vector<uint8_t>& payload);
+
+  std::string dir_, path_;
+  int fd_;
+  uint64_t epoch_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+}  // namespace crfs::server

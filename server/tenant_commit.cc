@@ -1,0 +1,432 @@
+// tenant_commit.cc - TenantStore's write side: commits planned transactions
+// through the intent journal, finishes one a crash cut short, and serves
+// the planner's view of the tree (tenant_store.h, commit_plan.h).
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <deque>
+
+#include "proto/snoop.h"
+#include "server/fs_credentials.h"
+#include "server/log.h"
+#include "server/tenant_store.h"
+
+namespace crfs::server {
+namespace {
+
+constexpr uint64_t kCompactJournalBytes = 64ull << 20;
+
+bool Fail(RequestError* err, int e, std::string text) {
+  err->err = e;
+  err->text = std::move(text);
+  return false;
+}
+bool Errno(RequestError* err, const std::string& what) { return Fail(err, errno, what + ": " + strerror(errno)); }
+
+bool Provisional(uint64_t v) { return v >= CRFS_PROVISIONAL_FIRST && v != ~0ull; }
+
+const char* KindName(Op::Kind k) {
+  static const char* const kNames[] = {"?",     "create",   "link",  "rename", "exchange", "unlink",      "write",
+                                       "punch", "truncate", "chown", "chmod",  "setxattr", "removexattr", "settimes"};
+  return static_cast<size_t>(k) < sizeof(kNames) / sizeof(kNames[0]) ? kNames[k] : "?";
+}
+
+std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
+
+struct Fd {
+  int fd = -1;
+  explicit Fd(int f) : fd(f) {}
+  ~Fd() {
+    if (fd >= 0) close(fd);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+};
+
+uint8_t FileTypeOfMode(uint32_t mode) {
+  return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
+}
+
+}  // namespace
+
+bool TenantStore::Items(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* out,
+                        RequestError* err) {
+  if (ino < CRFS_ROOT_OBJECTID || Provisional(ino)) return Fail(err, ENOENT, "no such object");
+  bool truncated = false;
+  std::vector<proto::Item> all;
+  if (!ItemsOf(ino, from, to, &all, &truncated, err)) return false;
+  if (truncated) return Fail(err, E2BIG, "object " + std::to_string(ino) + " has too many items for one transaction");
+  for (auto& it : all) {
+    if (!(it.key < from) && !(to < it.key)) out->push_back(std::move(it));
+  }
+  return true;
+}
+
+uint64_t TenantStore::ParentOf(uint64_t ino) {
+  if (ino == CRFS_ROOT_OBJECTID) return ino;
+  auto it = table_.find(ino);
+  return it == table_.end() ? 0 : it->second.parent;
+}
+
+uint64_t TenantStore::ChangedAt(uint64_t ino) {
+  auto it = changed_.find(ino);
+  return it == changed_.end() ? 0 : it->second;
+}
+
+int64_t TenantStore::Lookup(uint64_t dir, const std::string& name, RequestError* err) {
+  int dfd = DirFd(dir, 0, err);
+  if (dfd < 0) return -1;
+  struct stat st;
+  if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (errno == ENOENT) return 0;
+    Errno(err, "stat " + name);
+    return -1;
+  }
+  if (st.st_dev != dev_) return Fail(err, EXDEV, name + " is not the tenant's"), -1;
+  return static_cast<int64_t>(st.st_ino);
+}
+
+void TenantStore::Moved(uint64_t ino, uint64_t from_dir, const std::string& from, uint64_t to_dir,
+                        const std::string& to) {
+  auto it = table_.find(ino);
+  if (it != table_.end() && it->second.parent == from_dir && it->second.name == from) {
+    it->second.parent = to_dir;
+    it->second.name = to;
+  }
+}
+
+void TenantStore::Forget(uint64_t ino, uint64_t dir, const std::string& name) {
+  auto it = table_.find(ino);
+  if (it != table_.end() && it->second.parent == dir && it->second.name == name) table_.erase(it);
+  if (auto d = dir_cache_.find(ino); d != dir_cache_.end()) {
+    close(d->second);
+    dir_cache_.erase(d);
+  }
+}
+
+bool TenantStore::Rediscover(RequestError* err) {
+  std::deque<uint64_t> dirs{CRFS_ROOT_OBJECTID};
+  while (!dirs.empty()) {
+    const uint64_t d = dirs.front();
+    dirs.pop_front();
+    int dfd = DirFd(d, 0, err);
+    if (dfd < 0) return false;
+    std::vector<proto::Item> items;
+    if (!DirItems(dfd, d, &items, err)) return false;
+    for (const auto& it : items) {
+      if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
+      const auto& e = std::get<proto::DirEntries>(it.body).entries.at(0);
+      if (e.type == CRFS_FT_DIR) dirs.push_back(e.location.objectid);
+    }
+  }
+  return true;
+}
+
+Status TenantStore::Recover(JournalContents contents) {
+  epoch_ = contents.epoch;
+  if (contents.pending) {
+    JournalPending& p = *contents.pending;
+    Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (ops %zu..%zu)", name_.c_str(),
+        static_cast<unsigned long long>(p.generation), p.next_op, p.ops.size());
+    RequestError err;
+    const auto host_uid = ids_.UidToHost(0), host_gid = ids_.GidToHost(0);
+    if (!host_uid || !host_gid) return Status(Code::kInvalidArgument, "tenant " + name_ + ": root is not mapped");
+    FsCredentials creds(*host_uid, *host_gid, true);
+    if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the tenant root's credentials");
+    if (!Rediscover(&err)) return Status(Code::kIo, "tenant " + name_ + ": rediscover: " + err.text);
+    for (size_t i = p.next_op; i < p.ops.size(); i++) {
+      uint64_t inode = 0;
+      if (!Apply(p.ops[i], p.made, true, &inode, &err)) {
+        Log(LogLevel::kError, "tenant %s: journal replay: op %zu (%s) failed: %s; the rest is applied", name_.c_str(),
+            i, KindName(p.ops[i].kind), err.text.c_str());
+        continue;
+      }
+      if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
+    }
+  }
+  if (contents.pending || contents.valid_bytes > 0) {
+    if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
+  }
+  CRFS_RETURN_IF_ERROR(journal_->Restart(epoch_ + 1));
+  epoch_++;
+  sequence_ = 0;
+  durable_ = Generation();
+  changed_.clear();
+  table_.clear();  // relearned from listings, as after any start
+  for (auto& [ino, fd] : dir_cache_) close(fd);
+  dir_cache_.clear();
+  return Status::Ok();
+}
+
+bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode,
+                        RequestError* err) {
+  auto resolve = [&](uint64_t id) -> uint64_t {
+    if (!Provisional(id)) return id;
+    auto m = made.find(id);
+    return m == made.end() ? 0 : m->second;
+  };
+  const uint64_t dir = resolve(op.dir), obj = resolve(op.obj);
+  auto open_obj = [&](int flags) {
+    if (obj == 0) return Fail(err, ENOENT, "object was not created"), -1;
+    return OpenObject(obj, flags, err);
+  };
+  switch (op.kind) {
+    case Op::kCreate: {
+      if (dir == 0) return Fail(err, ENOENT, "directory was not created");
+      int dfd = DirFd(dir, 0, err);
+      if (dfd < 0) return false;
+      const char* name = op.name.c_str();
+      int r = 0;
+      if (S_ISDIR(op.mode)) {
+        r = mkdirat(dfd, name, 0700);
+      } else if (S_ISLNK(op.mode)) {
+        r = symlinkat(op.data.c_str(), dfd, name);
+      } else {
+        r = openat(dfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (r >= 0) close(r);
+      }
+      if (r < 0 && !(replay && errno == EEXIST)) return Errno(err, "create " + op.name);
+      struct stat st;
+      if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "stat " + op.name);
+      if ((st.st_mode & S_IFMT) != (op.mode & S_IFMT) || st.st_dev != dev_) {
+        return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
+      }
+      *inode = st.st_ino;
+      table_[st.st_ino] = Entry{dir, 0, op.name, FileTypeOfMode(op.mode)};
+      if (fchownat(dfd, name, op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "chown " + op.name);
+      if (!S_ISLNK(op.mode) && fchmodat(dfd, name, op.mode & 07777, 0) != 0) return Errno(err, "chmod " + op.name);
+      return true;
+    }
+    case Op::kLink: {
+      if (obj == 0) return Fail(err, ENOENT, "object was not created");
+      int64_t now = Lookup(dir, op.name, err);
+      if (now < 0) return false;
+      if (now != 0) {
+        if (replay && static_cast<uint64_t>(now) == obj) return true;
+        return Fail(err, EEXIST, op.name + " exists");
+      }
+      auto e = table_.find(obj);
+      if (e == table_.end()) return Fail(err, ENOENT, "no name of " + std::to_string(obj) + " to link from");
+      const Entry src = e->second;
+      int sfd = DirFd(src.parent, 0, err);
+      if (sfd < 0) return false;
+      if (Lookup(src.parent, src.name, err) != static_cast<int64_t>(obj)) return Fail(err, ENOENT, "link source moved");
+      int dfd = DirFd(dir, 0, err);
+      if (dfd < 0) return false;
+      if (linkat(sfd, src.name.c_str(), dfd, op.name.c_str(), 0) != 0) return Errno(err, "link " + op.name);
+      return true;
+    }
+    case Op::kRename:
+    case Op::kExchange: {
+      const uint64_t dir2 = resolve(op.dir2), obj2 = resolve(op.obj2);
+      int64_t a = Lookup(dir, op.name, err), b = a < 0 ? -1 : Lookup(dir2, op.name2, err);
+      if (a < 0 || b < 0) return false;
+      const bool exchange = op.kind == Op::kExchange;
+      const uint64_t want_b = exchange ? obj2 : 0;
+      if (static_cast<uint64_t>(a) != obj || static_cast<uint64_t>(b) != want_b) {
+        if (replay && static_cast<uint64_t>(b) == obj && (!exchange || static_cast<uint64_t>(a) == obj2)) return true;
+        return Fail(err, ESTALE, op.name + " / " + op.name2 + " are not what the transaction expects");
+      }
+      int sfd = DirFd(dir, 0, err);
+      if (sfd < 0) return false;
+      int dfd = DirFd(dir2, 0, err);
+      if (dfd < 0) return false;
+      if (renameat2(sfd, op.name.c_str(), dfd, op.name2.c_str(), exchange ? RENAME_EXCHANGE : RENAME_NOREPLACE) != 0) {
+        return Errno(err, "rename " + op.name);
+      }
+      Moved(obj, dir, op.name, dir2, op.name2);
+      if (exchange) Moved(obj2, dir2, op.name2, dir, op.name);
+      return true;
+    }
+    case Op::kUnlink: {
+      int64_t now = Lookup(dir, op.name, err);
+      if (now < 0) return false;
+      if (static_cast<uint64_t>(now) != obj) {
+        if (replay) return true;
+        return Fail(err, ESTALE, op.name + " is not what the transaction expects");
+      }
+      int dfd = DirFd(dir, 0, err);
+      if (dfd < 0) return false;
+      if (unlinkat(dfd, op.name.c_str(), S_ISDIR(op.mode) ? AT_REMOVEDIR : 0) != 0)
+        return Errno(err, "unlink " + op.name);
+      Forget(obj, dir, op.name);
+      return true;
+    }
+    case Op::kWrite: {
+      Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
+      if (fd.fd < 0) return false;
+      size_t done = 0;
+      while (done < op.data.size()) {
+        ssize_t n = pwrite(fd.fd, op.data.data() + done, op.data.size() - done, static_cast<off_t>(op.offset + done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return Errno(err, "write");
+        done += static_cast<size_t>(n);
+      }
+      return true;
+    }
+    case Op::kPunch: {
+      Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
+      if (fd.fd < 0) return false;
+      struct stat st;
+      if (fstat(fd.fd, &st) != 0) return Errno(err, "stat");
+      const uint64_t size = static_cast<uint64_t>(st.st_size);
+      if (op.offset >= size) return true;
+      const uint64_t len = std::min(op.length, size - op.offset);
+      if (fallocate(fd.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(op.offset),
+                    static_cast<off_t>(len)) != 0) {
+        return Errno(err, "punch hole");
+      }
+      return true;
+    }
+    case Op::kTruncate: {
+      Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
+      if (fd.fd < 0) return false;
+      if (ftruncate(fd.fd, static_cast<off_t>(op.offset)) != 0) return Errno(err, "truncate");
+      return true;
+    }
+    case Op::kChown: {
+      Fd fd(open_obj(O_PATH));
+      if (fd.fd < 0) return false;
+      if (fchownat(fd.fd, "", op.uid, op.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "chown");
+      return true;
+    }
+    case Op::kChmod:
+    case Op::kSetXattr:
+    case Op::kRemoveXattr:
+    case Op::kSetTimes: {
+      // An O_PATH fd checked to be the object, used through /proc so that
+      // nothing is opened for reading and no name is resolved again.
+      Fd fd(open_obj(O_PATH));
+      if (fd.fd < 0) return false;
+      struct stat st;
+      if (fstat(fd.fd, &st) != 0) return Errno(err, "stat");
+      if (S_ISLNK(st.st_mode)) {
+        if (op.kind != Op::kSetTimes) return Fail(err, EPERM, "not on a symlink");
+        const struct timespec ts[2] = {{static_cast<time_t>(op.atime.sec), op.atime.nsec},
+                                       {static_cast<time_t>(op.mtime.sec), op.mtime.nsec}};
+        auto e = table_.find(obj);
+        if (e == table_.end()) return Fail(err, ENOENT, "symlink has no known name");
+        int dfd = DirFd(e->second.parent, 0, err);
+        if (dfd < 0) return false;
+        if (utimensat(dfd, e->second.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "utimens");
+        return true;
+      }
+      const std::string path = ProcPath(fd.fd);
+      int r = 0;
+      if (op.kind == Op::kChmod) {
+        r = chmod(path.c_str(), op.mode & 07777);
+      } else if (op.kind == Op::kSetXattr) {
+        r = setxattr(path.c_str(), op.xname.c_str(), op.data.data(), op.data.size(), 0);
+      } else if (op.kind == Op::kRemoveXattr) {
+        r = removexattr(path.c_str(), op.xname.c_str());
+        if (r != 0 && errno == ENODATA && replay) r = 0;
+      } else {
+        const struct timespec ts[2] = {{static_cast<time_t>(op.atime.sec), op.atime.nsec},
+                                       {static_cast<time_t>(op.mtime.sec), op.mtime.nsec}};
+        r = utimensat(AT_FDCWD, path.c_str(), ts, 0);
+      }
+      if (r != 0) return Errno(err, KindName(op.kind));
+      return true;
+    }
+  }
+  return Fail(err, EINVAL, "unknown op");
+}
+
+bool TenantStore::Commit(const Transaction& t, CommitResult* result, RequestError* err) {
+  const auto host_uid = ids_.UidToHost(0), host_gid = ids_.GidToHost(0);
+  if (ids_.config().root_squash || !host_uid || !host_gid) {
+    return Fail(err, EACCES, "this tenant's root is squashed: transactions need per-client credentials (not yet)");
+  }
+  Plan plan;
+  *err = PlanTransaction(t, ids_, epoch_ << 32, Generation(), this, &plan);
+  if (err->err != 0) return false;
+  if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
+  const uint64_t gen = Generation() + 1;
+
+  std::map<uint64_t, uint64_t> made;
+  {
+    FsCredentials creds(*host_uid, *host_gid, true);
+    if (!creds.ok()) {
+      return Fail(err, EPERM,
+                  "crfsd cannot act as the tenant's root (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
+                  "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
+    }
+    if (Status s = journal_->Begin(gen, plan.ops); !s.ok()) return Fail(err, EIO, "journal: " + s.message());
+    sequence_++;  // from here on the generation is spent, whatever happens
+    for (size_t i = 0; i < plan.ops.size(); i++) {
+      uint64_t inode = 0;
+      RequestError e;
+      if (!Apply(plan.ops[i], made, false, &inode, &e)) {
+        Log(LogLevel::kError, "tenant %s: transaction %llu failed at op %zu of %zu (%s %s): %s; partly applied",
+            name_.c_str(), static_cast<unsigned long long>(gen), i, plan.ops.size(), KindName(plan.ops[i].kind),
+            plan.ops[i].name.c_str(), e.text.c_str());
+        (void)journal_->End(gen);
+        for (uint64_t id : plan.changed) changed_[id] = gen;
+        return Fail(
+            err, EIO,
+            "partly applied: op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text);
+      }
+      if (plan.ops[i].kind == Op::kCreate) made[plan.ops[i].obj] = inode;
+      if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok()) {
+        Log(LogLevel::kError, "tenant %s: journal: %s", name_.c_str(), s.message().c_str());
+      }
+    }
+    if (Status s = journal_->End(gen); !s.ok()) {
+      Log(LogLevel::kError, "tenant %s: journal: %s", name_.c_str(), s.message().c_str());
+    }
+  }
+  for (uint64_t id : plan.changed) changed_[Provisional(id) ? made[id] : id] = gen;
+  for (const auto& [p, ino] : made) changed_[ino] = gen;
+
+  result->generation = gen;
+  result->map.clear();
+  for (uint64_t p : plan.created) result->map.push_back({p, made[p]});
+  // Directory indexes: btrfs assigned them; read them back per directory.
+  std::map<uint64_t, std::map<std::string, uint64_t>> indexes;
+  for (const auto& [p, where] : plan.new_indexes) {
+    const uint64_t dir = Provisional(where.first) ? made[where.first] : where.first;
+    auto it = indexes.find(dir);
+    if (it == indexes.end()) {
+      it = indexes.emplace(dir, std::map<std::string, uint64_t>{}).first;
+      std::vector<proto::Item> items;
+      RequestError e;
+      int dfd = DirFd(dir, 0, &e);
+      if (dfd >= 0 && DirItems(dfd, dir, &items, &e)) {
+        for (const auto& item : items) {
+          if (item.key.type != CRFS_DIR_INDEX_KEY) continue;
+          it->second[std::get<proto::DirEntries>(item.body).entries.at(0).name] = item.key.offset;
+        }
+      }
+    }
+    auto idx = it->second.find(where.second);
+    result->map.push_back({p, idx == it->second.end() ? 0 : idx->second});
+  }
+  result->durable = false;
+  if (t.flags & CRFS_TRANS_F_SYNC) {
+    uint64_t durable = 0;
+    if (!Sync(&durable, err)) return false;
+    result->durable = true;
+  }
+  if (journal_->bytes() > kCompactJournalBytes) {
+    uint64_t durable = 0;
+    RequestError e;
+    Status s = Sync(&durable, &e) ? journal_->Restart(epoch_) : Status(Code::kIo, e.text);
+    if (!s.ok()) Log(LogLevel::kError, "tenant %s: journal compaction: %s", name_.c_str(), s.message().c_str());
+  }
+  return true;
+}
+
+bool TenantStore::Sync(uint64_t* generation, RequestError* err) {
+  const uint64_t gen = Generation();
+  if (syncfs(root_fd_) != 0) return Errno(err, "syncfs");
+  durable_ = gen;
+  *generation = gen;
+  return true;
+}
+
+}  // namespace crfs::server

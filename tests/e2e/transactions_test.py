@@ -1,0 +1,246 @@
+#!/usr/bin/env python3
+"""End-to-end tests of transactions: real crfsd, real TLS, real btrfs.
+
+The fixture is crfsd_test's (a btrfs image on a loop device, a CA, tenants
+acme and beta, crfsd by PID). Changes are made with the `crfs` CLI, as a
+tenant would, and checked on the btrfs below crfsd, as an admin would;
+refusals are provoked with hand-made frames. Needs root.
+
+usage: transactions_test.py BUILD_DIR SOURCE_DIR [unittest args]
+"""
+import os
+import stat
+import struct
+import subprocess
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
+from crfsd_test import FINAL_REPLY, HELLO, HELLO_REPLY, frame, hello_payload, recv_frame, run  # noqa: E402
+
+TRANS_FRAG, TRANS_REPLY, SYNC, DURABLE = 6, 16, 17, 18
+EINVAL, EPERM, ESTALE, ENOTEMPTY = 22, 1, 116, 39
+
+
+def setUpModule():
+    base.setUpModule()
+
+
+def tearDownModule():
+    base.tearDownModule()
+
+
+def W():
+    return base.W
+
+
+def acme(*p):
+    return os.path.join(W().mnt, 'tenants', 'acme', *p)
+
+
+def crfs(*args, check=True):
+    r = W().crfs(*args, check=False)
+    if check and r.returncode != 0:
+        raise AssertionError(f'crfs {" ".join(args)}: exit {r.returncode}: {r.stderr}')
+    return r
+
+
+def crfs_bytes(*args):
+    crt, key = W().cert('acme', 'alice')
+    return subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert',
+                           crt, '--key', key, *args], capture_output=True, check=True).stdout
+
+
+def hello_session():
+    """A session after HELLO; returns (socket, generation)."""
+    s = W().tls()
+    s.sendall(frame(HELLO, hello_payload()))
+    _, _, typ, payload = recv_frame(s)
+    assert typ == HELLO_REPLY, typ
+    _, info, typ, _ = recv_frame(s)
+    assert typ == FINAL_REPLY and info == 0
+    return s, struct.unpack_from('<Q', payload, 32)[0]
+
+
+def example_mkdir(generation, req_id):
+    """crfsctl's example mkdir ('some-dir' in /), rebased on `generation`."""
+    cap = W().path('example.cap')
+    if not os.path.exists(cap):
+        run(base.CRFSCTL, 'example', 'mkdir', '-o', cap)
+    data, pos = open(cap, 'rb').read(), 0
+    while pos < len(data):
+        _, _, nbytes, typ, _, _ = struct.unpack_from('<QIIHHI', data, pos)
+        if typ == TRANS_FRAG:
+            payload = bytearray(data[pos + 24:pos + 24 + nbytes])
+            struct.pack_into('<Q', payload, 8, generation)
+            return frame(TRANS_FRAG, bytes(payload), req_id)
+        pos += 24 + nbytes
+    raise AssertionError('no TRANS_FRAG in the example')
+
+
+class Operations(unittest.TestCase):
+    """Every operation of the CLI, checked on the btrfs below."""
+
+    def test_mkdir_put_and_read_back(self):
+        crfs('mkdir', '/ops')
+        st = os.lstat(acme('ops'))
+        self.assertTrue(stat.S_ISDIR(st.st_mode))
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (100000, 100000, 0o755))
+        data = os.urandom(3 * 1024 * 1024 + 17)  # several fragments
+        src = W().path('upload.bin')
+        with open(src, 'wb') as f:
+            f.write(data)
+        crfs('put', src, '/ops/file.bin')
+        self.assertEqual(open(acme('ops', 'file.bin'), 'rb').read(), data)
+        self.assertEqual(crfs_bytes('cat', '/ops/file.bin'), data)
+        # Replacing the contents with something shorter truncates.
+        with open(src, 'wb') as f:
+            f.write(b'short\n')
+        crfs('put', src, '/ops/file.bin')
+        self.assertEqual(open(acme('ops', 'file.bin'), 'rb').read(), b'short\n')
+        self.assertEqual(os.lstat(acme('ops', 'file.bin')).st_nlink, 1)
+
+    def test_mkdir_of_an_existing_name_is_eexist(self):
+        crfs('mkdir', '/exists')
+        r = crfs('mkdir', '/exists', check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('EEXIST', r.stderr)
+
+    def test_rm_file_and_empty_dir_refuses_non_empty(self):
+        crfs('mkdir', '/rmme')
+        crfs('mkdir', '/rmme/sub')
+        src = W().path('small')
+        with open(src, 'wb') as f:
+            f.write(b'x')
+        crfs('put', src, '/rmme/f')
+        r = crfs('rm', '/rmme', check=False)
+        self.assertIn('ENOTEMPTY', r.stderr)
+        crfs('rm', '/rmme/f')
+        crfs('rm', '/rmme/sub')
+        crfs('rm', '/rmme')
+        self.assertFalse(os.path.lexists(acme('rmme')))
+
+    def test_rm_r_removes_a_tree_in_one_transaction(self):
+        root = acme('tree')
+        for d in range(10):
+            os.makedirs(os.path.join(root, f'd{d}', 'inner'))
+            for f in range(20):
+                with open(os.path.join(root, f'd{d}', f'f{f}'), 'w') as fh:
+                    fh.write('data')
+                os.symlink('x', os.path.join(root, f'd{d}', 'inner', f'l{f}'))
+        os.link(os.path.join(root, 'd0', 'f0'), acme('survivor'))
+        crfs('rm', '-r', '/tree')
+        self.assertFalse(os.path.lexists(root))
+        self.assertEqual(open(acme('survivor')).read(), 'data')  # another name keeps it
+        self.assertEqual(os.lstat(acme('survivor')).st_nlink, 1)
+
+    def test_mv_within_across_replace_and_into_own_subtree(self):
+        crfs('mkdir', '/mv')
+        crfs('mkdir', '/mv/a')
+        crfs('mkdir', '/mv/a/b')
+        src = W().path('mvsrc')
+        for name, text in (('one', b'1'), ('two', b'2')):
+            with open(src, 'wb') as f:
+                f.write(text)
+            crfs('put', src, f'/mv/{name}')
+        ino = os.lstat(acme('mv', 'one')).st_ino
+        crfs('mv', '/mv/one', '/mv/uno')  # same directory
+        self.assertEqual(os.lstat(acme('mv', 'uno')).st_ino, ino)
+        crfs('mv', '/mv/uno', '/mv/a/b/uno')  # across directories
+        self.assertEqual(os.lstat(acme('mv', 'a', 'b', 'uno')).st_ino, ino)
+        crfs('mv', '/mv/two', '/mv/a/b/uno')  # replaces
+        with open(acme('mv', 'a', 'b', 'uno'), 'rb') as f:
+            self.assertEqual(f.read(), b'2')
+        self.assertFalse(os.path.lexists(acme('mv', 'two')))
+        r = crfs('mv', '/mv/a', '/mv/a/b/c', check=False)  # into its own subtree
+        self.assertIn('EINVAL', r.stderr)
+        self.assertIn('own subtree', r.stderr)
+        self.assertTrue(os.path.isdir(acme('mv', 'a', 'b')))
+        crfs('mv', '/mv/a', '/mv/z')  # a directory moves with its contents
+        self.assertTrue(os.path.isfile(acme('mv', 'z', 'b', 'uno')))
+
+    def test_links_chmod_and_xattrs(self):
+        crfs('mkdir', '/ln')
+        src = W().path('lnsrc')
+        with open(src, 'wb') as f:
+            f.write(b'linked')
+        crfs('put', src, '/ln/orig')
+        crfs('ln', '/ln/orig', '/ln/hard')
+        self.assertEqual(os.lstat(acme('ln', 'orig')).st_ino, os.lstat(acme('ln', 'hard')).st_ino)
+        self.assertEqual(os.lstat(acme('ln', 'orig')).st_nlink, 2)
+        r = crfs('ln', '/ln', '/ln2', check=False)
+        self.assertIn('EPERM', r.stderr)
+        crfs('ln', '-s', '../etc/passwd', '/ln/sym')
+        self.assertEqual(os.readlink(acme('ln', 'sym')), '../etc/passwd')
+        self.assertEqual(os.lstat(acme('ln', 'sym')).st_uid, 100000)
+        crfs('chmod', '600', '/ln/orig')
+        self.assertEqual(stat.S_IMODE(os.lstat(acme('ln', 'orig')).st_mode), 0o600)
+        crfs('setfattr', '-n', 'user.color', '-v', 'green', '/ln/orig')
+        self.assertEqual(os.getxattr(acme('ln', 'orig'), 'user.color'), b'green')
+        crfs('setfattr', '-x', 'user.color', '/ln/orig')
+        self.assertNotIn('user.color', os.listxattr(acme('ln', 'orig')))
+        r = crfs('setfattr', '-n', 'trusted.x', '-v', '1', '/ln/orig', check=False)
+        self.assertIn('EPERM', r.stderr)
+        crfs('sync')
+
+    def test_seed_scenario(self):
+        # mkdir dir; creat dir/file; unlink dir/file; rmdir dir - as locally.
+        src = W().path('empty')
+        open(src, 'wb').close()
+        crfs('mkdir', '/seed')
+        crfs('put', src, '/seed/file')
+        crfs('rm', '/seed/file')
+        crfs('rm', '/seed')
+        self.assertFalse(os.path.lexists(acme('seed')))
+        self.assertEqual([n for n in os.listdir(acme()) if n.startswith('.nfs')], [])
+
+
+class Protocol(unittest.TestCase):
+    """Transactions as frames: retransmission, staleness, durability."""
+
+    def test_retransmission_returns_the_original_answer(self):
+        if os.path.lexists(acme('some-dir')):
+            os.rmdir(acme('some-dir'))
+        s, gen = hello_session()
+        t = example_mkdir(gen, 42)
+        s.sendall(t)
+        _, info, typ, reply = recv_frame(s)
+        self.assertEqual((typ, info), (TRANS_REPLY, 0), reply)
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, 0), text)
+        new_gen, flags = struct.unpack_from('<QI', reply, 0)
+        self.assertGreater(new_gen, gen)
+        self.assertEqual(flags & 1, 1)  # APPLIED
+        ino = os.lstat(acme('some-dir')).st_ino
+        # The same transaction again (a lost reply): the same answer, not applied twice.
+        s.sendall(t)
+        _, info, typ, reply2 = recv_frame(s)
+        self.assertEqual((typ, info, reply2), (TRANS_REPLY, 0, reply))
+        _, info, typ, _ = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, 0))
+        self.assertEqual(os.lstat(acme('some-dir')).st_ino, ino)
+        # A new transaction from the same (now stale) view: ESTALE, nothing changed.
+        s.sendall(example_mkdir(gen, 43))
+        _, info, typ, text = recv_frame(s)
+        self.assertEqual((typ, info), (FINAL_REPLY, ESTALE), text)
+        # SYNC: DURABLE names a generation at least the transaction's.
+        s.sendall(frame(SYNC, b'', 44))
+        _, info, typ, payload = recv_frame(s)
+        self.assertEqual(typ, DURABLE)
+        self.assertGreaterEqual(struct.unpack('<Q', payload)[0], new_gen)
+        s.close()
+        os.rmdir(acme('some-dir'))
+
+    def test_a_base_from_another_epoch_or_the_future_is_stale(self):
+        s, gen = hello_session()
+        for base_gen in (7, gen + 1000, 0):
+            s.sendall(example_mkdir(base_gen, 50))
+            _, info, typ, text = recv_frame(s)
+            self.assertEqual((typ, info), (FINAL_REPLY, ESTALE), text)
+        self.assertFalse(os.path.lexists(acme('some-dir')))
+        s.close()
+
+
+if __name__ == '__main__':
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
