@@ -135,6 +135,14 @@ Status Connection::Hello(const ConnectOptions& o) {
 }
 
 Status Connection::SendBytes(const std::vector<uint8_t>& bytes) {
+  // Count what goes out (whole frames; raw test bytes may not decode).
+  for (size_t pos = 0; pos < bytes.size();) {
+    auto h = proto::DecodeHeader(proto::Bytes(bytes).subspan(pos));
+    if (!h.ok()) break;
+    frames_sent_++;
+    pos += sizeof(struct crfs_header) + h->bytes;
+  }
+  bytes_sent_ += bytes.size();
   size_t off = 0;
   while (off < bytes.size()) {
     ERR_clear_error();

@@ -78,6 +78,10 @@ class Connection {
   Status SendBytes(const std::vector<uint8_t>& bytes);
   Result<proto::Frame> Receive();
 
+  // Frames and bytes sent to the server so far (HELLO included).
+  uint64_t frames_sent() const { return frames_sent_; }
+  uint64_t bytes_sent() const { return bytes_sent_; }
+
   // OK if `final` has status 0, else kRemote.
   static Status Check(const proto::Frame& final);
 
@@ -89,6 +93,7 @@ class Connection {
   SSL_CTX* ctx_;
   SSL* ssl_;
   uint64_t next_id_ = 1;
+  uint64_t frames_sent_ = 0, bytes_sent_ = 0;
   proto::FrameAssembler in_;
   proto::HelloReply hello_;
 };

@@ -23,7 +23,7 @@ using crfs::client::Connection;
 namespace proto = crfs::proto;
 
 constexpr char kUsage[] =
-    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] COMMAND [ARGS]\n"
+    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] [--stats] COMMAND [ARGS]\n"
     "\n"
     "commands:\n"
     "  ping              connect, say HELLO, ping\n"
@@ -43,6 +43,7 @@ constexpr char kUsage[] =
     "  chmod MODE PATH             set permission bits (octal)\n"
     "  setfattr -n NAME -v VALUE PATH | -x NAME PATH   set or remove a user.* xattr\n"
     "  sync                        wait until every change is on stable storage\n"
+    "  import LOCALDIR PATH        copy a local tree to a new directory PATH, ~1000 objects per transaction\n"
     "\n"
     "Defaults come from CRFS_SERVER, CRFS_CA, CRFS_CERT and CRFS_KEY.\n";
 
@@ -235,7 +236,8 @@ int Copy(Connection& c, const std::string& path, std::FILE* out) {
 
 }  // namespace
 
-const std::set<std::string> kChanges = {"mkdir", "put", "rm", "mv", "ln", "chmod", "setfattr", "sync"};
+const std::set<std::string> kChanges = {"mkdir", "put", "rm", "mv", "ln", "chmod", "setfattr", "sync", "import"};
+bool g_stats = false;  // --stats: frames and bytes the transactions took, on stderr
 
 int Usage() {
   std::fputs(kUsage, stderr);
@@ -280,10 +282,26 @@ int Change(Connection& c, const std::vector<std::string>& a) {
     } else {
       return Usage();
     }
+  } else if (cmd == "import") {
+    uint64_t objects = 0, transactions = 0;
+    s = ops.Import(a[1], a[2], 1000, &objects, &transactions);
+    if (s.ok()) std::printf("imported %" PRIu64 " objects in %" PRIu64 " transactions\n", objects, transactions);
   } else if (cmd == "sync") {
     auto r = c.Call(proto::Sync{});
     if (!r.ok()) return Fail(r.status());
     s = Connection::Check(r->back());
+  }
+  if (g_stats) {
+    std::fprintf(stderr,
+                 "crfs: sent %" PRIu64 " frames (%" PRIu64 " bytes) to the server; transactions %" PRIu64
+                 " frames (%" PRIu64 " bytes)\n",
+                 c.frames_sent(), c.bytes_sent(), ops.frames_sent(), ops.bytes_sent());
+  }
+  if (g_stats) {
+    std::fprintf(stderr,
+                 "crfs: sent %" PRIu64 " frames (%" PRIu64 " bytes) to the server; transactions %" PRIu64
+                 " frames (%" PRIu64 " bytes)\n",
+                 c.frames_sent(), c.bytes_sent(), ops.frames_sent(), ops.bytes_sent());
   }
   return s.ok() ? 0 : Fail(s);
 }
@@ -306,6 +324,10 @@ int main(int argc, char** argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
+    if (a == "--stats") {
+      g_stats = true;
+      continue;
+    }
     if ((a == "--server" && value(&server)) || (a == "--ca" && value(&o.ca)) || (a == "--cert" && value(&o.cert)) ||
         (a == "--key" && value(&o.key))) {
       continue;
@@ -323,9 +345,9 @@ int main(int argc, char** argv) {
   const std::string& cmd = args[0];
   // Commands and how many words (with the command) each takes.
   static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
-      {"ping", {1, 1}}, {"ls", {1, 2}},    {"find", {1, 2}},  {"get", {3, 3}},      {"stat", {2, 2}},
-      {"cat", {2, 2}},  {"items", {2, 2}}, {"mkdir", {2, 2}}, {"put", {3, 3}},      {"rm", {2, 3}},
-      {"mv", {3, 3}},   {"ln", {3, 4}},    {"chmod", {3, 3}}, {"setfattr", {4, 6}}, {"sync", {1, 1}},
+      {"ping", {1, 1}},  {"ls", {1, 2}},       {"find", {1, 2}}, {"get", {3, 3}},    {"stat", {2, 2}}, {"cat", {2, 2}},
+      {"items", {2, 2}}, {"mkdir", {2, 2}},    {"put", {3, 3}},  {"rm", {2, 3}},     {"mv", {3, 3}},   {"ln", {3, 4}},
+      {"chmod", {3, 3}}, {"setfattr", {4, 6}}, {"sync", {1, 1}}, {"import", {3, 3}},
   };
   auto arity = kArity.find(cmd);
   if (arity == kArity.end() || args.size() < arity->second.first || args.size() > arity->second.second) {

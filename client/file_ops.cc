@@ -1,11 +1,14 @@
 #include "client/file_ops.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <deque>
+#include <filesystem>
+#include <map>
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
@@ -399,6 +402,197 @@ Status FileOps::RemoveXattr(const std::string& path, const std::string& name) {
   ItemRange r{k, k, {}};
   if (!x.entries.empty()) r.items.push_back(Item{k, x});
   return Commit({std::move(r)}).status();
+}
+
+}  // namespace crfs::client
+
+namespace crfs::client {
+namespace {
+
+struct LocalObject {
+  std::string local;
+  uint32_t mode = 0;
+  uint64_t size = 0;
+  proto::Timespec mtime;
+  std::string target;  // symlinks
+};
+
+}  // namespace
+
+Status FileOps::Import(const std::string& local, const std::string& path, size_t batch, uint64_t* objects,
+                       uint64_t* transactions) {
+  *objects = *transactions = 0;
+  auto top = Find(path);
+  if (!top.ok()) return top.status();
+  if (top->obj) return Errno(EEXIST, path);
+  auto stat_local = [](const std::string& p, LocalObject* o) -> Status {
+    struct stat st;
+    if (lstat(p.c_str(), &st) != 0) return Status(Code::kIo, p + ": " + strerror(errno));
+    o->local = p;
+    o->mode = st.st_mode & (S_IFMT | 07777);
+    o->size = static_cast<uint64_t>(st.st_size);
+    o->mtime = {static_cast<uint64_t>(st.st_mtim.tv_sec), static_cast<uint32_t>(st.st_mtim.tv_nsec)};
+    if (S_ISLNK(st.st_mode)) {
+      char buf[4096];
+      ssize_t n = readlink(p.c_str(), buf, sizeof(buf));
+      if (n <= 0 || n >= static_cast<ssize_t>(sizeof(buf))) return Status(Code::kIo, p + ": readlink failed");
+      o->target.assign(buf, static_cast<size_t>(n));
+    }
+    return Status::Ok();
+  };
+  auto read_local = [](const std::string& p, std::vector<uint8_t>* data) -> Status {
+    std::FILE* f = std::fopen(p.c_str(), "rb");
+    if (!f) return Status(Code::kIo, p + ": " + strerror(errno));
+    uint8_t buf[1 << 16];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof(buf), f)) > 0) data->insert(data->end(), buf, buf + n);
+    const bool bad = std::ferror(f);
+    std::fclose(f);
+    return bad ? Status(Code::kIo, p + ": read error") : Status::Ok();
+  };
+  constexpr uint64_t kInlineFile = 4 << 20;  // larger files are created empty, then Put
+
+  // A batch: new objects (provisional ids) and, per directory, the entries
+  // it gains. Directories are handled whole, in breadth-first order.
+  struct NewObject {
+    LocalObject o;
+    uint64_t id = 0;
+    std::vector<std::pair<std::string, uint64_t>> entries;  // name -> provisional id (directories)
+  };
+  std::vector<NewObject> made;
+  std::map<uint64_t, size_t> made_at;                                               // provisional -> index
+  std::map<uint64_t, std::vector<std::pair<std::string, uint64_t>>> existing_dirs;  // real dir -> entries
+  std::vector<std::pair<uint64_t, std::string>> big_files;                          // provisional -> local
+  std::deque<std::pair<uint64_t, std::string>> dirs;                                // (id, local) to list
+  std::map<uint64_t, uint64_t> real;                                                // provisional -> real
+  std::vector<std::pair<std::string, std::string>> late_puts;                       // remote, local
+  std::map<uint64_t, std::string> remote_path;                                      // provisional -> path
+
+  auto type_of = [](uint32_t mode) {
+    return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
+  };
+  auto entry_items = [&](uint64_t dir, const std::vector<std::pair<std::string, uint64_t>>& entries,
+                         std::vector<Item>* out) {
+    std::map<uint64_t, proto::DirEntries> by_hash;
+    std::vector<Item> by_index;
+    for (const auto& [name, child] : entries) {
+      const NewObject& c = made[made_at.at(child)];
+      const proto::DirEntry de{{child, CRFS_INODE_ITEM_KEY, 0}, 0, type_of(c.o.mode), name};
+      by_hash[proto::BtrfsNameHash(name)].entries.push_back(de);
+      const Key k{dir, CRFS_DIR_INDEX_KEY, NextProvisional()};
+      by_index.push_back(Item{k, proto::DirEntries{{de}}});
+    }
+    for (auto& [h, d] : by_hash) out->push_back(Item{{dir, CRFS_DIR_ITEM_KEY, h}, std::move(d)});
+    for (auto& it : by_index) out->push_back(std::move(it));
+  };
+  auto commit_batch = [&]() -> Status {
+    if (made.empty()) return Status::Ok();
+    std::vector<ItemRange> ranges;
+    std::vector<std::vector<uint8_t>> datas(made.size());
+    for (size_t i = 0; i < made.size(); i++) {
+      NewObject& n = made[i];
+      const bool small_file = S_ISREG(n.o.mode) && n.o.size <= kInlineFile;
+      if (small_file && n.o.size > 0) CRFS_RETURN_IF_ERROR(read_local(n.o.local, &datas[i]));
+      if (S_ISREG(n.o.mode) && !small_file) late_puts.emplace_back(remote_path[n.id], n.o.local);
+      proto::InodeItem in = NewInode(n.o.mode, S_ISLNK(n.o.mode) ? n.o.target.size()
+                                               : small_file      ? datas[i].size()
+                                                                 : 0);
+      in.mtime = n.o.mtime;
+      uint64_t names = 0;
+      for (const auto& [name, child] : n.entries) names += 2 * name.size();
+      if (S_ISDIR(n.o.mode)) in.size = names;
+      ItemRange r{{n.id, 0, 0}, {n.id, 0xff, ~0ull}, {Item{{n.id, CRFS_INODE_ITEM_KEY, 0}, in}}};
+      if (S_ISDIR(n.o.mode)) entry_items(n.id, n.entries, &r.items);
+      if (S_ISLNK(n.o.mode)) {
+        proto::ExtentData e;
+        e.type = CRFS_EXTENT_INLINE;
+        e.len = static_cast<uint32_t>(n.o.target.size());
+        e.data.assign(n.o.target.begin(), n.o.target.end());
+        e.csums = proto::DataBlockCrcs(e.data);
+        r.items.push_back(Item{{n.id, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)});
+      }
+      if (S_ISREG(n.o.mode) && !datas[i].empty()) {
+        r.max = Key{n.id, CRFS_EXTENT_DATA_KEY - 1, ~0ull};
+        ranges.push_back(std::move(r));
+        DataRanges(n.id, datas[i], 0, datas[i].size(), &ranges);
+      } else {
+        ranges.push_back(std::move(r));
+      }
+    }
+    for (const auto& [dir, entries] : existing_dirs) {
+      ItemRange r{{dir, CRFS_DIR_ITEM_KEY, 0}, {dir, CRFS_DIR_INDEX_KEY, ~0ull}, {}};
+      entry_items(dir, entries, &r.items);
+      ranges.push_back(std::move(r));
+    }
+    auto reply = Commit(std::move(ranges));
+    if (!reply.ok()) return reply.status();
+    for (const auto& m : reply->map) real[m.provisional] = m.real;
+    (*transactions)++;
+    *objects += made.size();
+    made.clear();
+    made_at.clear();
+    existing_dirs.clear();
+    return Status::Ok();
+  };
+  auto add = [&](const std::string& local_path, const std::string& remote) -> Result<uint64_t> {
+    NewObject n;
+    CRFS_RETURN_IF_ERROR(stat_local(local_path, &n.o));
+    if (!S_ISDIR(n.o.mode) && !S_ISREG(n.o.mode) && !S_ISLNK(n.o.mode)) return uint64_t{0};  // skipped
+    n.id = NextProvisional();
+    remote_path[n.id] = remote;
+    made_at[n.id] = made.size();
+    made.push_back(std::move(n));
+    if (S_ISDIR(made.back().o.mode)) dirs.emplace_back(made.back().id, local_path);
+    return made.back().id;
+  };
+
+  // The top directory hangs off an existing directory: its entry ranges.
+  auto top_id = add(local, path);
+  if (!top_id.ok()) return top_id.status();
+  if (*top_id == 0 || !S_ISDIR(made.back().o.mode)) return Status(Code::kInvalidArgument, local + ": not a directory");
+  {
+    std::vector<ItemRange> entry;
+    EntryRanges(*top, *top_id, CRFS_FT_DIR, &entry);
+    // Commit the top directory alone: its parent's ranges are not the batch's.
+    const uint64_t id = *top_id;
+    proto::InodeItem in = NewInode(made.back().o.mode, 0);
+    in.mtime = made.back().o.mtime;
+    entry.push_back(ItemRange{{id, 0, 0}, {id, 0xff, ~0ull}, {Item{{id, CRFS_INODE_ITEM_KEY, 0}, in}}});
+    auto reply = Commit(std::move(entry));
+    if (!reply.ok()) return reply.status();
+    for (const auto& m : reply->map) real[m.provisional] = m.real;
+    (*transactions)++;
+    (*objects)++;
+    made.clear();
+    made_at.clear();
+  }
+  while (!dirs.empty()) {
+    auto [id, local_dir] = dirs.front();
+    dirs.pop_front();
+    std::vector<std::string> names;
+    for (const auto& de : std::filesystem::directory_iterator(local_dir)) names.push_back(de.path().filename());
+    std::sort(names.begin(), names.end());
+    std::vector<std::pair<std::string, uint64_t>> entries;
+    for (const auto& name : names) {
+      auto child = add(local_dir + "/" + name, remote_path[id] + "/" + name);
+      if (!child.ok()) return child.status();
+      if (*child) entries.emplace_back(name, *child);
+    }
+    if (auto m = made_at.find(id); m != made_at.end()) {
+      made[m->second].entries = std::move(entries);
+    } else if (!entries.empty()) {
+      existing_dirs[real.at(id)] = std::move(entries);
+    }
+    if (made.size() >= batch) CRFS_RETURN_IF_ERROR(commit_batch());
+  }
+  CRFS_RETURN_IF_ERROR(commit_batch());
+  for (const auto& [remote, local_file] : late_puts) {
+    std::vector<uint8_t> data;
+    CRFS_RETURN_IF_ERROR(read_local(local_file, &data));
+    CRFS_RETURN_IF_ERROR(Put(remote, data));
+    (*transactions)++;
+  }
+  return Status::Ok();
 }
 
 }  // namespace crfs::client

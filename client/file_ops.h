@@ -38,6 +38,13 @@ class FileOps {
   Status Chmod(const std::string& path, uint32_t mode);
   Status SetXattr(const std::string& path, const std::string& name, const std::string& value);
   Status RemoveXattr(const std::string& path, const std::string& name);
+  // Copies the local directory tree `local` to a new directory `path`
+  // (files, directories, symlinks; modes and mtimes; owned by the tenant's
+  // root), in batched transactions of about `batch` objects each. A
+  // directory's entries always travel in one transaction. *objects counts
+  // what was created, *transactions the transactions it took.
+  Status Import(const std::string& local, const std::string& path, size_t batch, uint64_t* objects,
+                uint64_t* transactions);
 
   // Commits `ranges` as one transaction (fragmented to fit the session's
   // payload limit); the reply's generation becomes the base of the next.

@@ -90,6 +90,8 @@ struct Planner {
   std::map<Slot, std::pair<std::optional<Target>, std::optional<Target>>> changes;
   // The same, as DIR_INDEX ranges state it: (dir, name, obj) removed / added.
   std::multiset<std::tuple<uint64_t, std::string, uint64_t>> index_removed, index_added, item_removed, item_added;
+  // Per directory: entries removed and added (from `changes`).
+  std::map<uint64_t, std::pair<int64_t, int64_t>> entry_changes;
 
   RequestError Current(uint64_t id, const proto::InodeItem** out) {
     Object& o = objs[id];
@@ -321,6 +323,9 @@ struct Planner {
       }
       if (before) objs[before->obj].removed.push_back(slot);
       if (after) objs[after->obj].added.emplace_back(slot, after->type);
+      auto& counts = entry_changes[slot.dir];
+      counts.first += before ? 1 : 0;
+      counts.second += after ? 1 : 0;
       auto& d = objs[slot.dir];
       d.dir_name_bytes += 2 * ((after ? 1 : 0) - (before ? 1 : 0)) * static_cast<int64_t>(slot.name.size());
       if (after && Provisional(slot.dir)) d.new_entries++;
@@ -396,6 +401,13 @@ struct Planner {
 
   RequestError CheckExisting(uint64_t id, Object& o) {
     const proto::InodeItem* cur = nullptr;
+    if (!o.has_range && !o.current) {
+      // Only names change: the type and link count are all it takes.
+      proto::InodeItem shape;
+      RequestError err;
+      if (!view->Shape(id, &shape.mode, &shape.nlink, &err)) return err;
+      o.current = shape;
+    }
     if (auto e = Current(id, &cur); e.err) return e;
     const bool is_dir = S_ISDIR(cur->mode);
     if (!o.removed.empty() || !o.added.empty()) {
@@ -420,10 +432,8 @@ struct Planner {
       if (!view->Items(id, Key{id, CRFS_DIR_INDEX_KEY, 0}, Key{id, CRFS_DIR_INDEX_KEY, ~0ull}, &entries, &err)) {
         return err;
       }
-      int64_t left = static_cast<int64_t>(entries.size());
-      for (const auto& [slot, c] : changes) {
-        if (slot.dir == id) left += (c.second ? 1 : 0) - (c.first ? 1 : 0);
-      }
+      const auto& [gone, come] = entry_changes[id];
+      const int64_t left = static_cast<int64_t>(entries.size()) + come - gone;
       if (left != 0) return Err(ENOTEMPTY, O(id) + ": directory removed but " + std::to_string(left) + " entries stay");
     }
     if (o.deleted) {
@@ -514,11 +524,7 @@ RequestError Planner::Order() {
   std::map<uint64_t, uint64_t> parent;  // moved directories
   for (auto& [id, o] : objs) {
     if (!o.deleted || !S_ISDIR(o.current->mode)) continue;
-    int64_t n = 0;
-    for (const auto& [slot, c] : changes) {
-      if (slot.dir == id) n += c.first ? 1 : 0;
-    }
-    entries[id] = n;  // only changed entries can remain: CheckExisting proved the rest is empty
+    entries[id] = entry_changes[id].first;  // CheckExisting proved that is all it holds
   }
   auto is_dir = [&](uint64_t id) {
     const Object& o = objs[id];
@@ -769,7 +775,7 @@ RequestError PlanTransaction(const Transaction& t, const IdMap& ids, uint64_t fl
                            std::to_string(floor) + ", " + std::to_string(current) + "]: re-read and retry");
   }
   *plan = Plan{};
-  Planner p{t, ids, view, plan, {}, {}, {}, {}, {}, {}};
+  Planner p{t, ids, view, plan, {}, {}, {}, {}, {}, {}, {}};
   return p.Run();
 }
 

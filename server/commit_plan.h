@@ -49,6 +49,9 @@ class TreeView {
   // tenant has no such object (or was never shown it).
   virtual bool Items(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* out,
                      RequestError* err) = 0;
+  // Just the file type and link count of existing object `ino` (cheaper
+  // than Items for the many objects a transaction only unlinks).
+  virtual bool Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestError* err) = 0;
   // The directory holding `ino` (the one its INODE_REF names), 0 if
   // unknown; the root's parent is itself.
   virtual uint64_t ParentOf(uint64_t ino) = 0;

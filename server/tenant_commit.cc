@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 
@@ -64,6 +65,30 @@ bool TenantStore::Items(uint64_t ino, const proto::Key& from, const proto::Key& 
   for (auto& it : all) {
     if (!(it.key < from) && !(to < it.key)) out->push_back(std::move(it));
   }
+  return true;
+}
+
+bool TenantStore::Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestError* err) {
+  auto it = ino == CRFS_ROOT_OBJECTID ? table_.end() : table_.find(ino);
+  if (it == table_.end()) {
+    std::vector<proto::Item> items;
+    if (!Items(ino, {ino, CRFS_INODE_ITEM_KEY, 0}, {ino, CRFS_INODE_ITEM_KEY, 0}, &items, err)) return false;
+    if (items.empty()) return Fail(err, ENOENT, "no such object");
+    const auto& in = std::get<proto::InodeItem>(items[0].body);
+    *mode = in.mode;
+    *nlink = in.nlink;
+    return true;
+  }
+  int dfd = DirFd(it->second.parent, 0, err);
+  if (dfd < 0) return false;
+  struct stat st;
+  if (fstatat(dfd, it->second.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "stat");
+  if (st.st_dev != dev_ || st.st_ino != ino) {
+    table_.erase(it);
+    return Fail(err, ENOENT, "object " + std::to_string(ino) + " changed");
+  }
+  *mode = st.st_mode & (S_IFMT | 07777);
+  *nlink = static_cast<uint32_t>(st.st_nlink);
   return true;
 }
 
@@ -342,9 +367,11 @@ bool TenantStore::Commit(const Transaction& t, CommitResult* result, RequestErro
   if (ids_.config().root_squash || !host_uid || !host_gid) {
     return Fail(err, EACCES, "this tenant's root is squashed: transactions need per-client credentials (not yet)");
   }
+  const auto started = std::chrono::steady_clock::now();
   Plan plan;
   *err = PlanTransaction(t, ids_, epoch_ << 32, Generation(), this, &plan);
   if (err->err != 0) return false;
+  const auto planned = std::chrono::steady_clock::now();
   if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
   const uint64_t gen = Generation() + 1;
 
@@ -379,6 +406,12 @@ bool TenantStore::Commit(const Transaction& t, CommitResult* result, RequestErro
     if (Status s = journal_->End(gen); !s.ok()) {
       Log(LogLevel::kError, "tenant %s: journal: %s", name_.c_str(), s.message().c_str());
     }
+  }
+  const auto applied = std::chrono::steady_clock::now();
+  auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+  if (ms(applied - started) >= 500) {
+    Log(LogLevel::kInfo, "tenant %s: transaction %llu: %zu ops, planned in %.0f ms, applied in %.0f ms", name_.c_str(),
+        static_cast<unsigned long long>(gen), plan.ops.size(), ms(planned - started), ms(applied - planned));
   }
   for (uint64_t id : plan.changed) changed_[Provisional(id) ? made[id] : id] = gen;
   for (const auto& [p, ino] : made) changed_[ino] = gen;

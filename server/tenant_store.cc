@@ -298,7 +298,7 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
     items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
   }
 
-  if (readable) {
+  if (readable && wanted(CRFS_XATTR_ITEM_KEY)) {
     std::map<uint64_t, proto::Xattrs> xattrs;
     char names[65536];
     ssize_t len = flistxattr(io.fd, names, sizeof(names));

@@ -79,6 +79,7 @@ class TenantStore : public TreeView {
   // TreeView, for the planner.
   bool Items(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* out,
              RequestError* err) override;
+  bool Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestError* err) override;
   uint64_t ParentOf(uint64_t ino) override;
   uint64_t ChangedAt(uint64_t ino) override;
 

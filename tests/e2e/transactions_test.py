@@ -184,6 +184,30 @@ class Operations(unittest.TestCase):
         self.assertIn('EPERM', r.stderr)
         crfs('sync')
 
+    def test_import_copies_a_tree_in_batches(self):
+        local = W().path('import-src')
+        for d in range(12):
+            os.makedirs(os.path.join(local, f'dir{d}', 'sub'))
+            for f in range(100):
+                with open(os.path.join(local, f'dir{d}', f'file{f}'), 'w') as fh:
+                    fh.write(f'{d}/{f}\n' * (f + 1))
+            os.symlink(f'../file{d}', os.path.join(local, f'dir{d}', 'sub', 'link'))
+        with open(os.path.join(local, 'big'), 'wb') as fh:
+            fh.write(os.urandom(5 * 1024 * 1024))  # past the inline limit: created, then put
+        os.chmod(os.path.join(local, 'dir3', 'file7'), 0o600)
+        r = crfs('--stats', 'import', local, '/imported')
+        self.assertIn('imported 1238 objects', r.stdout)
+        transactions = int(r.stdout.split()[-2])
+        self.assertGreaterEqual(transactions, 3)  # the top, more than one batch of ~1000, the big file
+        diff = subprocess.run(['diff', '-r', '--no-dereference', local, acme('imported')], capture_output=True,
+                              text=True)
+        self.assertEqual(diff.returncode, 0, diff.stdout + diff.stderr)
+        self.assertEqual(stat.S_IMODE(os.lstat(acme('imported', 'dir3', 'file7')).st_mode), 0o600)
+        self.assertEqual(os.lstat(acme('imported', 'dir3', 'file7')).st_mtime_ns,
+                         os.lstat(os.path.join(local, 'dir3', 'file7')).st_mtime_ns)
+        crfs('rm', '-r', '/imported')
+        self.assertFalse(os.path.lexists(acme('imported')))
+
     def test_seed_scenario(self):
         # mkdir dir; creat dir/file; unlink dir/file; rmdir dir - as locally.
         src = W().path('empty')

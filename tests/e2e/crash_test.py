@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Crash test: crfsd killed with SIGKILL at random points of a transaction stream.
+
+A client imports a 409-object tree as /c<i> (two transactions: the top
+directory, then everything below it in one) and removes the previous one
+with `rm -r` (one transaction), over and over, while crfsd is killed with
+SIGKILL at a random moment and restarted, ROUNDS times. After each restart
+(which finishes a journaled transaction first) the tree on the btrfs below
+must show every transaction entirely present or entirely absent:
+  - /c<i> is absent, an empty directory (only its first transaction), or
+    the complete tree, byte for byte;
+  - every import the client saw acknowledged is complete unless a later
+    acknowledged rm -r removed it; every acknowledged rm -r left nothing;
+  - every file's link count equals the names it has.
+At the end `btrfs check` on the unmounted image must pass. Needs root.
+
+usage: crash_test.py BUILD_DIR SOURCE_DIR [ROUNDS]
+"""
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
+
+ROUNDS = int(sys.argv[3]) if len(sys.argv) > 3 else 200
+
+
+def make_tree(root):
+    os.makedirs(root)
+    for d in range(8):
+        os.makedirs(os.path.join(root, f'd{d}'))
+        for f in range(50):
+            with open(os.path.join(root, f'd{d}', f'f{f}'), 'w') as fh:
+                fh.write(f'{d}.{f}\n' * 3)
+
+
+def read_tree(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            out[rel] = None if os.path.isdir(p) else open(p, 'rb').read()
+    return out
+
+
+def main():
+    W = base.Fixture()
+    failures = []
+    try:
+        W.setup()
+        local = W.path('crash-src')
+        make_tree(local)
+        expected = read_tree(local)
+        tenant = os.path.join(W.mnt, 'tenants', 'beta')
+        acked = {}  # name -> 'present' | 'absent', from acknowledged operations
+        acknowledged = [0]
+        counter = [0]
+        replays = 0
+        killed_while_running = 0
+
+        def workload(stop):
+            while not stop.is_set():
+                i = counter[0]
+                counter[0] += 1
+                r = W.crfs('import', local, f'/c{i}', tenant='beta', client='bob', check=False)
+                if r.returncode == 0:
+                    acked[f'c{i}'] = 'present'
+                    acknowledged[0] += 1
+                if i > 0:
+                    acked.pop(f'c{i - 1}', None)  # from here its removal may or may not have happened
+                    r = W.crfs('rm', '-r', f'/c{i - 1}', tenant='beta', client='bob', check=False)
+                    if r.returncode == 0:
+                        acked[f'c{i - 1}'] = 'absent'
+                        acknowledged[0] += 1
+
+        for rnd in range(ROUNDS):
+            stop = threading.Event()
+            t = threading.Thread(target=workload, args=(stop,))
+            t.start()
+            time.sleep(random.uniform(0.02, 0.35))
+            W.crfsd.send_signal(signal.SIGKILL)  # by PID
+            W.crfsd.wait()
+            stop.set()
+            t.join()
+            W.log.close()
+            W.start()  # replays the journal before it serves
+            log = W.logtext()
+            replays = log.count('from the journal')
+            # Every transaction entirely present or absent.
+            for name in sorted(os.listdir(tenant)):
+                if not name.startswith('c'):
+                    continue
+                got = read_tree(os.path.join(tenant, name))
+                if got and got != expected:
+                    failures.append(f'round {rnd}: /{name} is partial: {len(got)} of {len(expected)} objects')
+            for name, state in acked.items():
+                present = os.path.lexists(os.path.join(tenant, name))
+                if state == 'absent' and present:
+                    failures.append(f'round {rnd}: acknowledged rm -r /{name}, but it is there')
+                if state == 'present' and not present:
+                    failures.append(f'round {rnd}: acknowledged import /{name}, but it is gone')
+            names = {}
+            for dirpath, _, filenames in os.walk(tenant):
+                for n in filenames:
+                    st = os.lstat(os.path.join(dirpath, n))
+                    names.setdefault(st.st_ino, [st.st_nlink, 0])[1] += 1
+            for ino, (nlink, seen) in names.items():
+                if nlink != seen:
+                    failures.append(f'round {rnd}: inode {ino} has nlink {nlink} but {seen} names')
+            if failures:
+                break
+            # Checked: clear the trees away (as the admin, before any client
+            # is back), so every round checks a small tree.
+            for name in os.listdir(tenant):
+                if name.startswith('c') and name != f'c{counter[0] - 1}':
+                    shutil.rmtree(os.path.join(tenant, name))
+                    acked.pop(name, None)
+        print(f'{ROUNDS} SIGKILLs, {counter[0]} imports started, {acknowledged[0]} acknowledged operations, '
+              f'{replays} restarts finished a journaled transaction')
+        # btrfs check on the unmounted image.
+        W.crfsd.send_signal(signal.SIGTERM)
+        W.crfsd.wait(10)
+        subprocess.run(['umount', W.mnt], check=True)
+        check = subprocess.run(['btrfs', 'check', '--readonly', W.loop], capture_output=True, text=True)
+        print('btrfs check --readonly:', 'no errors' if check.returncode == 0 else f'exit {check.returncode}')
+        if check.returncode != 0:
+            failures.append('btrfs check failed:\n' + check.stdout + check.stderr)
+        subprocess.run(['mount', '-o', 'noatime,nodev,nosuid', W.loop, W.mnt], check=True)
+        if replays == 0:
+            failures.append('no kill landed inside a transaction: the test proved nothing about replay')
+    finally:
+        W.teardown()
+    for f in failures:
+        print('FAIL:', f)
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
