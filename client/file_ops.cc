@@ -9,6 +9,7 @@
 #include <deque>
 #include <filesystem>
 #include <map>
+#include <set>
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
@@ -249,52 +250,55 @@ Status FileOps::RemoveTree(const std::string& path) {
   if (!e.ok()) return e.status();
   if (!e->obj) return Errno(ENOENT, path);
   if (e->type != CRFS_FT_DIR) return Remove(path);
-  std::vector<ItemRange> ranges;
-  EntryRanges(*e, 0, 0, &ranges);
-  // Every directory below: one empty range each. Queries go out in
-  // pipelined batches, one per directory.
-  std::deque<uint64_t> todo{e->obj};
-  while (!todo.empty()) {
-    std::vector<uint64_t> batch;
-    std::vector<proto::Message> queries;
-    size_t query_bytes = 0;
-    while (!todo.empty() && query_bytes + 128 < Connection::kMaxPipelineBytes) {
-      const uint64_t d = todo.front();
-      todo.pop_front();
-      batch.push_back(d);
-      queries.push_back(proto::ItemQuery{{d, CRFS_DIR_INDEX_KEY, 0},
-                                         {d, CRFS_DIR_INDEX_KEY, 0},
-                                         {d, CRFS_DIR_INDEX_KEY, ~0ull},
-                                         c_->hello().max_payload});
-      query_bytes += 128;
+  // Every directory below: one TREE_QUERY lists them all (protocol.md §7);
+  // directories it did not reach or cut short are asked for again.
+  std::set<uint64_t> dirs{e->obj}, complete, asked;
+  auto take = [&](uint64_t d, const std::vector<Item>& items) {
+    for (const Item& it : items) {
+      const auto* de = std::get_if<proto::DirEntries>(&it.body);
+      if (de && it.key.type == CRFS_DIR_INDEX_KEY && de->entries.at(0).type == CRFS_FT_DIR) {
+        dirs.insert(de->entries.at(0).location.objectid);
+      }
     }
-    auto replies = c_->CallMany(std::move(queries));
-    if (!replies.ok()) return replies.status();
-    for (size_t i = 0; i < batch.size(); i++) {
-      const auto& frames = (*replies)[i];
-      CRFS_RETURN_IF_ERROR(Connection::Check(frames.back()));
-      bool complete = false;
-      for (const auto& f : frames) {
-        const auto* r = std::get_if<ItemRange>(&f.msg);
-        if (!r) continue;
-        if (r->max == Key{batch[i], CRFS_DIR_INDEX_KEY, ~0ull}) complete = true;
-        for (const Item& it : r->items) {
-          const auto& de = std::get<proto::DirEntries>(it.body).entries.at(0);
-          if (de.type == CRFS_FT_DIR) todo.push_back(de.location.objectid);
+    (void)d;
+  };
+  for (;;) {
+    std::vector<uint64_t> unreached, cut;
+    for (uint64_t d : dirs) {
+      if (complete.count(d)) continue;
+      (asked.count(d) ? cut : unreached).push_back(d);
+    }
+    for (uint64_t d : cut) {  // reached but cut short, or gone: list it whole
+      auto items = c_->ItemsOf(d, CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
+      if (!items.ok()) return items.status();
+      take(d, *items);
+      complete.insert(d);
+    }
+    if (unreached.empty() && cut.empty()) break;
+    for (size_t at = 0; at < unreached.size();) {
+      std::vector<proto::Message> queries;
+      for (; at < unreached.size() && queries.size() < 256; at++) {
+        queries.push_back(proto::TreeQuery{unreached[at], c_->hello().max_payload});
+        asked.insert(unreached[at]);
+      }
+      auto replies = c_->CallMany(std::move(queries));
+      if (!replies.ok()) return replies.status();
+      for (const auto& frames : *replies) {
+        CRFS_RETURN_IF_ERROR(Connection::Check(frames.back()));
+        for (const auto& f : frames) {
+          const auto* r = std::get_if<ItemRange>(&f.msg);
+          if (!r) continue;
+          const uint64_t d = r->min.objectid;
+          asked.insert(d);
+          take(d, r->items);
+          if (r->max == Key{d, CRFS_DIR_INDEX_KEY, ~0ull}) complete.insert(d);
         }
       }
-      if (!complete) {  // a huge directory: take the slow, continuing path
-        auto items = c_->ItemsOf(batch[i], CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
-        if (!items.ok()) return items.status();
-        for (const Item& it : *items) {
-          if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
-          const auto& de = std::get<proto::DirEntries>(it.body).entries.at(0);
-          if (de.type == CRFS_FT_DIR) todo.push_back(de.location.objectid);
-        }
-      }
-      ranges.push_back(WholeObject(batch[i]));
     }
   }
+  std::vector<ItemRange> ranges;
+  EntryRanges(*e, 0, 0, &ranges);
+  for (uint64_t d : dirs) ranges.push_back(WholeObject(d));
   return Commit(std::move(ranges)).status();
 }
 
@@ -468,7 +472,7 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
   std::vector<std::pair<std::string, std::string>> late_puts;                       // remote, local
   std::map<uint64_t, std::string> remote_path;                                      // provisional -> path
 
-  auto type_of = [](uint32_t mode) {
+  auto type_of = [](uint32_t mode) -> uint8_t {
     return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
   };
   auto entry_items = [&](uint64_t dir, const std::vector<std::pair<std::string, uint64_t>>& entries,

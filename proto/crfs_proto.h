@@ -139,7 +139,8 @@ enum crfs_msg_type {
 	CRFS_MSG_TRANS_REPLY = 16, /* s->c: struct crfs_msg_trans_reply + map */
 	CRFS_MSG_SYNC = 17,        /* c->s: empty payload */
 	CRFS_MSG_DURABLE = 18,     /* s->c: struct crfs_msg_durable */
-	CRFS_MSG_TYPE_MAX = 18,
+	CRFS_MSG_TREE_QUERY = 19,  /* c->s: struct crfs_msg_tree_query */
+	CRFS_MSG_TYPE_MAX = 19,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -320,6 +321,18 @@ struct crfs_msg_durable {
 	__le64 generation;
 } CRFS_PACKED;
 
+/* TREE_QUERY: the entries (DIR_INDEX items) of directory `objectid` and of
+ * every directory below it, breadth first, as ITEM_RANGEs of one directory
+ * each, at most `bytes` of ITEM_RANGE payload per reply frame. A directory
+ * whose last range ends before (dir, DIR_INDEX, ~0) was cut short; one whose
+ * entries are missing was not reached: the client continues with
+ * ITEM_QUERY or another TREE_QUERY. Replies: ITEM_RANGE* FINAL_REPLY. */
+struct crfs_msg_tree_query {
+	__le64 objectid;
+	__le32 bytes;
+	__le32 reserved; /* 0 */
+} CRFS_PACKED;
+
 /* HELLO: the first request of every session. Followed by cap_len bytes of
  * capability token (opaque to this layer; authd/ defines it). */
 struct crfs_msg_hello {
@@ -426,6 +439,7 @@ CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_frag) == 16, "trans_frag");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_reply) == 16, "trans_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_trans_map_entry) == 16, "map_entry");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_durable) == 8, "durable");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_tree_query) == 16, "tree_query");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello) == 20, "hello");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello_reply) == 40, "hello_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_lock) == 35, "lock");

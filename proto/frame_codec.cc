@@ -233,6 +233,19 @@ Status Read(Reader* r, TransReply* m) {
 
 Status Read(Reader* r, Durable* m) { return r->Le64(&m->generation, "durable generation"); }
 
+Status Read(Reader* r, TreeQuery* m) {
+  uint32_t reserved = 0;
+  CRFS_RETURN_IF_ERROR(r->Le64(&m->objectid, "tree query objectid"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&m->bytes, "tree query bytes"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&reserved, "tree query reserved"));
+  if (reserved != 0) return Bad(Code::kBadValue, "tree query reserved field set");
+  if (m->bytes == 0 || m->bytes > CRFS_MAX_PAYLOAD) {
+    return Bad(Code::kBadValue,
+               "tree query bytes " + std::to_string(m->bytes) + " not in 1.." + std::to_string(CRFS_MAX_PAYLOAD));
+  }
+  return Status::Ok();
+}
+
 // ---- writers ------------------------------------------------------------
 
 Status Write(Writer* w, const FinalReply& m) {
@@ -370,6 +383,13 @@ Status Write(Writer* w, const Durable& m) {
   return Status::Ok();
 }
 
+Status Write(Writer* w, const TreeQuery& m) {
+  w->Le64(m.objectid);
+  w->Le32(m.bytes);
+  w->Le32(0);
+  return Status::Ok();
+}
+
 // Builds a Message holding alternative `I`, and decodes into it.
 template <size_t I>
 Status ReadAlternative(Reader* r, Message* out) {
@@ -477,6 +497,7 @@ const char* MessageTypeName(uint16_t type) {
       "CRFS_MSG_TRANS_REPLY",
       "CRFS_MSG_SYNC",
       "CRFS_MSG_DURABLE",
+      "CRFS_MSG_TREE_QUERY",
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == CRFS_MSG_TYPE_MAX + 1);
   return type <= CRFS_MSG_TYPE_MAX ? kNames[type] : "?";

@@ -217,9 +217,15 @@ struct Durable {
   uint64_t generation = 0;
   bool operator==(const Durable&) const = default;
 };
+struct TreeQuery {
+  uint64_t objectid = 0;
+  uint32_t bytes = 0;
+  bool operator==(const TreeQuery&) const = default;
+};
 
-using Message = std::variant<FinalReply, ItemQuery, ItemRange, Lock, Grant, TransFrag, Revoke, Release, Hello,
-                             HelloReply, DataRead, Data, DataWrite, Snapshot, Ping, TransReply, Sync, Durable>;
+using Message =
+    std::variant<FinalReply, ItemQuery, ItemRange, Lock, Grant, TransFrag, Revoke, Release, Hello, HelloReply, DataRead,
+                 Data, DataWrite, Snapshot, Ping, TransReply, Sync, Durable, TreeQuery>;
 static_assert(std::variant_size_v<Message> == CRFS_MSG_TYPE_MAX);
 
 inline uint16_t MessageType(const Message& m) { return static_cast<uint16_t>(m.index() + 1); }

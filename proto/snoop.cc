@@ -193,6 +193,9 @@ struct Printer {
       Line(4, "map " + U64(e.provisional, Num::kMaybeProvisional) + " -> " + U64(e.real, Num::kDecimal));
   }
   void operator()(const Durable& m) { Line(2, Printf("durable generation %" PRIu64, m.generation)); }
+  void operator()(const TreeQuery& m) {
+    Line(2, "tree-query " + FormatKey(Key{m.objectid, CRFS_INODE_ITEM_KEY, 0}) + Printf(" bytes %u", m.bytes));
+  }
 };
 
 }  // namespace

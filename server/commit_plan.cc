@@ -505,7 +505,9 @@ RequestError Planner::Order() {
     bool done = false;
   };
   std::vector<Move> moves;
-  for (auto& [id, o] : objs) {
+  for (auto& id_o : objs) {
+    const uint64_t id = id_o.first;
+    Object& o = id_o.second;
     if (o.is_new) {
       for (size_t i = 0; i < o.added.size(); i++) moves.push_back({id, std::nullopt, o.added[i].first, i == 0});
       continue;
@@ -522,7 +524,9 @@ RequestError Planner::Order() {
   std::map<uint64_t, int64_t> entries;  // directories that go: entries now
   std::set<uint64_t> gone, made;
   std::map<uint64_t, uint64_t> parent;  // moved directories
-  for (auto& [id, o] : objs) {
+  for (auto& id_o : objs) {
+    const uint64_t id = id_o.first;
+    Object& o = id_o.second;
     if (!o.deleted || !S_ISDIR(o.current->mode)) continue;
     entries[id] = entry_changes[id].first;  // CheckExisting proved that is all it holds
   }
@@ -602,7 +606,9 @@ RequestError Planner::Order() {
   // object is where its INODE_REF says (directories' times come last:
   // entry changes would overwrite them).
   std::vector<Op> last;
-  for (auto& [id, o] : objs) {
+  for (auto& id_o : objs) {
+    const uint64_t id = id_o.first;
+    Object& o = id_o.second;
     if (o.is_new || o.deleted || !o.current) continue;
     const proto::InodeItem& cur = *o.current;
     std::vector<Op>& out = S_ISDIR(cur.mode) ? last : plan->ops;
@@ -661,11 +667,11 @@ RequestError Planner::Order() {
         }));
       }
     }
-    for (const auto& [n, v] : o.xattr_set)
+    for (const auto& name_value : o.xattr_set)
       plan->ops.push_back(MakeOp(Op::kSetXattr, [&](Op& x) {
         x.obj = id;
-        x.data = v;
-        x.xname = n;
+        x.data = name_value.second;
+        x.xname = name_value.first;
       }));
     for (const auto& n : o.xattr_removed)
       plan->ops.push_back(MakeOp(Op::kRemoveXattr, [&](Op& x) {
@@ -731,7 +737,9 @@ RequestError Planner::Order() {
     Object& o = objs[id];
     const proto::InodeItem& in = *o.listed;
     if (S_ISREG(in.mode)) {
-      for (const auto& [off, ext] : o.new_extents) {
+      for (const auto& off_ext : o.new_extents) {
+        const uint64_t off = off_ext.first;
+        const proto::ExtentData* ext = off_ext.second;
         if (ext->type != CRFS_EXTENT_INLINE) continue;
         plan->ops.push_back(MakeOp(Op::kWrite, [&](Op& x) {
           x.obj = id;
@@ -745,11 +753,11 @@ RequestError Planner::Order() {
           x.offset = in.size;
         }));
     }
-    for (const auto& [n, v] : o.xattr_set)
+    for (const auto& name_value : o.xattr_set)
       plan->ops.push_back(MakeOp(Op::kSetXattr, [&](Op& x) {
         x.obj = id;
-        x.data = v;
-        x.xname = n;
+        x.data = name_value.second;
+        x.xname = name_value.first;
       }));
     if (in.mtime != proto::Timespec{} || in.atime != proto::Timespec{}) {
       times.push_back(MakeOp(Op::kSetTimes, [&](Op& x) {

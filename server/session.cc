@@ -54,6 +54,7 @@ const Session::Route& Session::RouteFor(uint16_t type) {
       /* TRANS_REPLY */ {Allowed::kNever, nullptr},
       /* SYNC        */ {Allowed::kAfterHello, &Session::OnSync},
       /* DURABLE     */ {Allowed::kNever, nullptr},
+      /* TREE_QUERY  */ {Allowed::kAfterHello, &Session::OnTreeQuery},
   };
   static_assert(sizeof(kRoutes) / sizeof(kRoutes[0]) == CRFS_MSG_TYPE_MAX);
   return kRoutes[type - 1];
@@ -320,6 +321,18 @@ void Session::OnItemQuery(const Frame& f) {
   std::vector<proto::ItemRange> ranges;
   RequestError err;
   if (!tenant_->Query(q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  for (auto& r : ranges) {
+    if (!Send(f.id, 0, std::move(r))) return;
+  }
+  Final(f.id, 0);
+}
+
+void Session::OnTreeQuery(const Frame& f) {
+  proto::TreeQuery q = std::get<proto::TreeQuery>(f.msg);
+  q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
+  std::vector<proto::ItemRange> ranges;
+  RequestError err;
+  if (!tenant_->TreeQuery(q, &ranges, &err)) return Final(f.id, err.err, err.text);
   for (auto& r : ranges) {
     if (!Send(f.id, 0, std::move(r))) return;
   }

@@ -74,6 +74,7 @@ class Session {
   void OnPing(const proto::Frame& f);
   void OnItemQuery(const proto::Frame& f);
   void OnDataRead(const proto::Frame& f);
+  void OnTreeQuery(const proto::Frame& f);
   void OnTransFrag(const proto::Frame& f);
   void OnSync(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);

@@ -394,6 +394,61 @@ bool TenantStore::Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>
   return true;
 }
 
+bool TenantStore::TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRange>* out, RequestError* err) {
+  if (q.objectid < CRFS_ROOT_OBJECTID || q.objectid >= CRFS_PROVISIONAL_FIRST) {
+    return Fail(err, ENOENT, "no such object");
+  }
+  if (q.objectid != CRFS_ROOT_OBJECTID) {
+    auto it = table_.find(q.objectid);
+    if (it == table_.end()) return Fail(err, ENOENT, "no object " + std::to_string(q.objectid) + " in tenant " + name_);
+    if (it->second.type != CRFS_FT_DIR) return Fail(err, ENOTDIR, "not a directory");
+  }
+  std::vector<uint64_t> todo{q.objectid};
+  size_t total = 0;
+  for (size_t next = 0; next < todo.size() && total < kMaxQueryReply; next++) {
+    const uint64_t d = todo[next];
+    RequestError e;
+    int dfd = DirFd(d, 0, &e);
+    std::vector<Item> items;
+    if (dfd < 0 || !DirItems(dfd, d, &items, &e)) {
+      if (d == q.objectid) {
+        *err = e;
+        return false;
+      }
+      continue;  // gone meanwhile: the client sees no range for it
+    }
+    const Key end{d, CRFS_DIR_INDEX_KEY, ~0ull};
+    proto::ItemRange cur{{d, CRFS_DIR_INDEX_KEY, 0}, end, {}};
+    size_t cur_bytes = sizeof(struct crfs_item_range);
+    bool cut = false;
+    for (Item& it : items) {
+      if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
+      const auto& entry = std::get<proto::DirEntries>(it.body).entries.at(0);
+      if (entry.type == CRFS_FT_DIR) todo.push_back(entry.location.objectid);
+      const size_t sz = EncodedSize(it);
+      if (!cur.items.empty() && (cur_bytes + sz > q.bytes || cur.items.size() >= CRFS_MAX_RANGE_ITEMS)) {
+        cur.max = cur.items.back().key;
+        total += cur_bytes;
+        const Key resume = Next(cur.max);
+        out->push_back(std::move(cur));
+        if (total >= kMaxQueryReply) {
+          cut = true;  // this directory continues with ITEM_QUERY from `resume`
+          break;
+        }
+        cur = proto::ItemRange{resume, end, {}};
+        cur_bytes = sizeof(struct crfs_item_range);
+      }
+      cur_bytes += sz;
+      cur.items.push_back(std::move(it));
+    }
+    if (!cut) {
+      total += cur_bytes;
+      out->push_back(std::move(cur));
+    }
+  }
+  return true;
+}
+
 bool TenantStore::Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
   if (r.objectid == CRFS_ROOT_OBJECTID) return Fail(err, EISDIR, "is a directory");
   auto it = table_.find(r.objectid);

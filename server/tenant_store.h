@@ -89,6 +89,12 @@ class TenantStore : public TreeView {
   // kMaxQueryReply bytes. Only q.key.objectid is answered (protocol.md §7).
   bool Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
 
+  // Answers a TREE_QUERY: the DIR_INDEX ranges of directory q.objectid and
+  // of the directories below it, breadth first, each range at most q.bytes
+  // and CRFS_MAX_RANGE_ITEMS items, together about kMaxQueryReply bytes
+  // (whole directories; a directory over the budget alone is cut short).
+  bool TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
+
   // Answers a DATA_READ: zero DATA replies at or past end of file.
   bool Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err);
 

@@ -180,6 +180,26 @@ const Case kCases[] = {
        return Enc(Msg(ItemQuery{{1, 0, 0}, {1, 0, 0}, {1, 0, 0}, 0}));
      },
      Code::kBadValue, "query bytes 0"},
+    {"tree query of zero bytes",
+     [] {
+       return Enc(Msg(TreeQuery{256, 0}));
+     },
+     Code::kBadValue, "tree query bytes 0"},
+    {"tree query reserved set",
+     [] {
+       Buf b = Enc(Msg(TreeQuery{256, 100}));
+       b[b.size() - 1] = 1;
+       return b;
+     },
+     Code::kBadValue, "reserved"},
+    {"tree query cut short",
+     [] {
+       Buf b = Enc(Msg(TreeQuery{256, 100}));
+       b.resize(b.size() - 4);
+       FixBytes(b);
+       return b;
+     },
+     Code::kTruncated, "tree query reserved"},
     {"ping with a payload",
      [] {
        Buf b = Enc(Msg(Ping{}));

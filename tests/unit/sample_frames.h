@@ -106,6 +106,7 @@ inline std::vector<Frame> SampleFrames() {
             TransReply{43, CRFS_TRANS_R_APPLIED, {{CRFS_PROVISIONAL_FIRST, 258}, {CRFS_PROVISIONAL_FIRST + 1, 3}}}},
       Frame{17, 0, Sync{}},
       Frame{0, 0, Durable{43}},
+      Frame{19, 0, TreeQuery{256, 1 << 16}},
   };
 }
 
