@@ -165,6 +165,9 @@ struct Planner {
     Object& o = objs[id];
     o.has_range = true;
     plan->changed.insert(id);
+    if (!o.current && !cur.empty() && cur[0].key.type == CRFS_INODE_ITEM_KEY) {
+      o.current = std::get<proto::InodeItem>(cur[0].body);  // already here: no second look
+    }
     const proto::InodeItem* inode = nullptr;
     if (auto e = Current(id, &inode); e.err) return e;
     const bool is_dir = S_ISDIR(inode->mode), is_reg = S_ISREG(inode->mode);

@@ -194,9 +194,13 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std
   return j;
 }
 
-Journal::~Journal() { close(fd_); }
+Journal::~Journal() {
+  (void)Flush();
+  close(fd_);
+}
 
 Status Journal::Restart(uint64_t epoch) {
+  done_.clear();
   const std::string tmp = path_ + ".new";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Io("open " + tmp);
@@ -228,6 +232,7 @@ Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
 }
 
 Status Journal::Begin(uint64_t generation, const std::vector<Op>& ops) {
+  CRFS_RETURN_IF_ERROR(Flush());
   size_t size = 12;
   for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
   proto::Writer w(size);
@@ -243,9 +248,22 @@ Status Journal::Done(uint64_t generation, uint32_t index, uint64_t inode) {
   w.Le64(generation);
   w.Le32(index);
   w.Le64(inode);
-  return Append(kDone, std::move(w).Take());
+  auto rec = Record(kDone, std::move(w).Take());
+  done_.insert(done_.end(), rec.begin(), rec.end());
+  return done_.size() >= kDoneBatch ? Flush() : Status::Ok();
 }
 
-Status Journal::End(uint64_t generation) { return Append(kEnd, Le64Payload(generation)); }
+Status Journal::Flush() {
+  if (done_.empty()) return Status::Ok();
+  Status s = WriteAll(fd_, done_.data(), done_.size());
+  if (s.ok()) bytes_ += done_.size();
+  done_.clear();
+  return s;
+}
+
+Status Journal::End(uint64_t generation) {
+  CRFS_RETURN_IF_ERROR(Flush());
+  return Append(kEnd, Le64Payload(generation));
+}
 
 }  // namespace crfs::server

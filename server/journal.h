@@ -8,7 +8,8 @@
 //   EPOCH (1)        le64 epoch            first record; see below
 //   BEGIN (2)        le64 generation, le32 n, n x Op   before the first op
 //   DONE (3)         le64 generation, le32 op index, le64 inode   after each op
-//                    (the inode a kCreate made; 0 otherwise)
+//                    (the inode a kCreate made; 0 otherwise), written in
+//                    batches of 64 KiB and at END
 //   END (4)          le64 generation      after the last op
 // Reading stops at the first record that is short or fails its crc (a
 // write torn by the crash); everything after it is ignored and rewritten.
@@ -89,6 +90,12 @@ class Journal {
  private:
   Journal(std::string dir, std::string path, int fd) : dir_(std::move(dir)), path_(std::move(path)), fd_(fd) {}
   [[nodiscard]] Status Append(uint8_t type, const std::vector<uint8_t>& payload);
+  [[nodiscard]] Status Flush();
+
+  // DONE records are written in batches: one lost to a crash only means an
+  // op is checked again on replay (its precondition says it is done).
+  static constexpr size_t kDoneBatch = 64 << 10;
+  std::vector<uint8_t> done_;
 
   std::string dir_, path_;
   int fd_;
