@@ -122,12 +122,16 @@ JournalContents ParseJournal(proto::Bytes bytes) {
     proto::Reader p(payload);
     uint64_t gen = 0;
     if (!p.Le64(&gen, "generation").ok()) break;
-    bool ok = true;
     if (first != (type == kEpoch)) break;  // EPOCH first, and only first
+    // Each record is read whole (no trailing bytes) before it counts.
+    bool ok = false;
     switch (type) {
       case kEpoch:
-        c.epoch = gen;
-        c.last_generation = gen << 32;
+        ok = p.empty();
+        if (ok) {
+          c.epoch = gen;
+          c.last_generation = gen << 32;
+        }
         break;
       case kBegin: {
         JournalPending t;
@@ -139,13 +143,14 @@ JournalContents ParseJournal(proto::Bytes bytes) {
           ok = DecodeOp(&p, &op).ok();
           t.ops.push_back(std::move(op));
         }
+        ok = ok && p.empty();
         if (ok) c.pending = std::move(t);
         break;
       }
       case kDone: {
         uint32_t index = 0;
         uint64_t inode = 0;
-        ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && c.pending &&
+        ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && p.empty() && c.pending &&
              c.pending->generation == gen && index == c.pending->next_op && index < c.pending->ops.size();
         if (ok) {
           const Op& op = c.pending->ops[index];
@@ -155,12 +160,12 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         break;
       }
       case kEnd:
-        ok = c.pending && c.pending->generation == gen;
+        ok = p.empty() && c.pending && c.pending->generation == gen;
         if (ok) c.pending.reset();
         break;
-      default: ok = false;
+      default: break;
     }
-    if (!ok || !p.empty()) break;
+    if (!ok) break;
     if (type != kEpoch) c.last_generation = std::max(c.last_generation, gen);
     first = false;
     c.valid_bytes = r.position();
