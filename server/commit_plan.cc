@@ -42,6 +42,18 @@ Op MakeOp(Op::Kind kind, F&& set) {
   return op;
 }
 
+uint32_t ModeOfFileType(uint8_t type) {
+  switch (type) {
+    case CRFS_FT_DIR: return S_IFDIR;
+    case CRFS_FT_SYMLINK: return S_IFLNK;
+    case CRFS_FT_CHRDEV: return S_IFCHR;
+    case CRFS_FT_BLKDEV: return S_IFBLK;
+    case CRFS_FT_FIFO: return S_IFIFO;
+    case CRFS_FT_SOCK: return S_IFSOCK;
+  }
+  return S_IFREG;
+}
+
 struct Slot {
   uint64_t dir = 0;
   std::string name;
@@ -78,6 +90,7 @@ struct Object {
   uint64_t new_entries = 0;    // entries added to a new directory
   bool deleted = false;
   bool has_range = false;
+  uint8_t removed_type = 0;  // the type its removed entries report
 };
 
 struct Planner {
@@ -324,7 +337,10 @@ struct Planner {
       if (before && after && before->obj == after->obj && before->type != after->type) {
         return Err(EINVAL, O(slot.dir) + ": entry '" + slot.name + "' changes type");
       }
-      if (before) objs[before->obj].removed.push_back(slot);
+      if (before) {
+        objs[before->obj].removed.push_back(slot);
+        objs[before->obj].removed_type = before->type;
+      }
       if (after) objs[after->obj].added.emplace_back(slot, after->type);
       auto& counts = entry_changes[slot.dir];
       counts.first += before ? 1 : 0;
@@ -404,6 +420,16 @@ struct Planner {
 
   RequestError CheckExisting(uint64_t id, Object& o) {
     const proto::InodeItem* cur = nullptr;
+    if (!o.has_range && !o.current && o.added.empty()) {
+      // Only loses names (rm -r's files): each is an unlink of an entry the
+      // server listed itself, whatever the link count; the entry's type is
+      // all it takes. The object goes from the plan's view; other names it
+      // may have elsewhere are untouched.
+      proto::InodeItem shape;
+      shape.mode = ModeOfFileType(o.removed_type);
+      shape.nlink = static_cast<uint32_t>(o.removed.size());
+      o.current = shape;
+    }
     if (!o.has_range && !o.current) {
       // Only names change: the type and link count are all it takes.
       proto::InodeItem shape;
@@ -520,6 +546,13 @@ RequestError Planner::Order() {
     for (size_t i = pairs; i < o.added.size(); i++) moves.push_back({id, std::nullopt, o.added[i].first});
     for (size_t i = pairs; i < o.removed.size(); i++) moves.push_back({id, o.removed[i], std::nullopt});
   }
+  // One directory's changes together, as rm -r or cp -r would make them:
+  // btrfs then touches each directory's items in one run.
+  std::stable_sort(moves.begin(), moves.end(), [](const Move& a, const Move& b) {
+    const Slot& sa = a.from ? *a.from : *a.to;
+    const Slot& sb = b.from ? *b.from : *b.to;
+    return sa < sb;
+  });
   // The simulated namespace: slots that change, entries left in directories
   // that go, directories that exist (new ones once created), dirs' parents.
   std::map<Slot, uint64_t> at;
