@@ -297,12 +297,6 @@ int Change(Connection& c, const std::vector<std::string>& a) {
                  " frames (%" PRIu64 " bytes)\n",
                  c.frames_sent(), c.bytes_sent(), ops.frames_sent(), ops.bytes_sent());
   }
-  if (g_stats) {
-    std::fprintf(stderr,
-                 "crfs: sent %" PRIu64 " frames (%" PRIu64 " bytes) to the server; transactions %" PRIu64
-                 " frames (%" PRIu64 " bytes)\n",
-                 c.frames_sent(), c.bytes_sent(), ops.frames_sent(), ops.bytes_sent());
-  }
   return s.ok() ? 0 : Fail(s);
 }
 
