@@ -193,6 +193,20 @@ Status Server::Run(volatile sig_atomic_t* stop) {
     }
     if (now - last_sweep >= 1000) {
       last_sweep = now;
+      // Durability: what was applied is synced about once a second, and
+      // the sessions that committed it are told (an unsolicited DURABLE).
+      for (auto& [name, store] : tenants_) {
+        if (store->DurableGeneration() >= store->Generation()) continue;
+        uint64_t durable = 0;
+        RequestError err;
+        if (!store->Sync(&durable, &err)) {
+          Log(LogLevel::kError, "tenant %s: sync: %s", name.c_str(), err.text.c_str());
+          continue;
+        }
+        for (auto& [fd, s] : sessions_) {
+          if (s->tenant() == store.get() && s->NotifyDurable(durable)) Update(s.get(), s->Drive(now));
+        }
+      }
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {
         s->CheckDeadline(now);

@@ -375,6 +375,7 @@ void Session::OnTransFrag(const Frame& f) {
     a.reply.generation = result.generation;
     a.reply.flags = CRFS_TRANS_R_APPLIED | (result.durable ? CRFS_TRANS_R_DURABLE : 0);
     a.reply.map = std::move(result.map);
+    if (!result.durable) awaiting_durable_ = std::max(awaiting_durable_, result.generation);
   } else {
     a.err = err.err;
     a.text = err.text;
@@ -389,10 +390,17 @@ void Session::OnTransFrag(const Frame& f) {
   Final(f.id, kept.err, kept.text);
 }
 
+bool Session::NotifyDurable(uint64_t generation) {
+  if (awaiting_durable_ == 0 || awaiting_durable_ > generation || state_ != State::kReady) return false;
+  awaiting_durable_ = 0;
+  return Send(0, 0, proto::Durable{generation});
+}
+
 void Session::OnSync(const Frame& f) {
   uint64_t generation = 0;
   RequestError err;
   if (!tenant_->Sync(&generation, &err)) return Final(f.id, err.err, err.text);
+  if (awaiting_durable_ <= generation) awaiting_durable_ = 0;
   if (!Send(f.id, 0, proto::Durable{generation})) return;
   Final(f.id, 0);
 }

@@ -56,6 +56,11 @@ class Session {
 
   int fd() const { return fd_; }
   State state() const { return state_; }
+  TenantStore* tenant() const { return tenant_; }
+  // Queues an unsolicited DURABLE if this session has applied transactions
+  // up to `generation` that it was not yet told are durable; true if it did
+  // (the caller then drives the session to send it).
+  bool NotifyDurable(uint64_t generation);
 
   static constexpr size_t kOutputHighWater = 4 << 20;
 
@@ -115,6 +120,7 @@ class Session {
   };
   static constexpr size_t kAnswersRemembered = 1024;
   std::unordered_map<uint64_t, Answer> answered_;
+  uint64_t awaiting_durable_ = 0;  // newest generation applied but not yet reported durable
   std::deque<uint64_t> answered_order_;
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;

@@ -63,6 +63,14 @@ def hello_session():
     return s, struct.unpack_from('<Q', payload, 32)[0]
 
 
+def recv_reply(s):
+    """The next reply to a request: unsolicited DURABLE frames (id 0) are skipped."""
+    while True:
+        f = recv_frame(s)
+        if not (f[0] == 0 and f[2] == DURABLE):
+            return f
+
+
 def example_mkdir(generation, req_id):
     """crfsctl's example mkdir ('some-dir' in /), rebased on `generation`."""
     cap = W().path('example.cap')
@@ -233,9 +241,9 @@ class Protocol(unittest.TestCase):
         s, gen = hello_session()
         t = example_mkdir(gen, 42)
         s.sendall(t)
-        _, info, typ, reply = recv_frame(s)
+        _, info, typ, reply = recv_reply(s)
         self.assertEqual((typ, info), (TRANS_REPLY, 0), reply)
-        _, info, typ, text = recv_frame(s)
+        _, info, typ, text = recv_reply(s)
         self.assertEqual((typ, info), (FINAL_REPLY, 0), text)
         new_gen, flags = struct.unpack_from('<QI', reply, 0)
         self.assertGreater(new_gen, gen)
@@ -243,19 +251,38 @@ class Protocol(unittest.TestCase):
         ino = os.lstat(acme('some-dir')).st_ino
         # The same transaction again (a lost reply): the same answer, not applied twice.
         s.sendall(t)
-        _, info, typ, reply2 = recv_frame(s)
+        _, info, typ, reply2 = recv_reply(s)
         self.assertEqual((typ, info, reply2), (TRANS_REPLY, 0, reply))
-        _, info, typ, _ = recv_frame(s)
+        _, info, typ, _ = recv_reply(s)
         self.assertEqual((typ, info), (FINAL_REPLY, 0))
         self.assertEqual(os.lstat(acme('some-dir')).st_ino, ino)
         # A new transaction from the same (now stale) view: ESTALE, nothing changed.
         s.sendall(example_mkdir(gen, 43))
-        _, info, typ, text = recv_frame(s)
+        _, info, typ, text = recv_reply(s)
         self.assertEqual((typ, info), (FINAL_REPLY, ESTALE), text)
         # SYNC: DURABLE names a generation at least the transaction's.
         s.sendall(frame(SYNC, b'', 44))
-        _, info, typ, payload = recv_frame(s)
+        _, info, typ, payload = recv_reply(s)
         self.assertEqual(typ, DURABLE)
+        self.assertGreaterEqual(struct.unpack('<Q', payload)[0], new_gen)
+        s.close()
+        os.rmdir(acme('some-dir'))
+
+    def test_durability_is_reported_unasked(self):
+        # An applied (not yet durable) transaction is followed, within about
+        # a second, by an unsolicited DURABLE (id 0) covering it.
+        if os.path.lexists(acme('some-dir')):
+            os.rmdir(acme('some-dir'))
+        s, gen = hello_session()
+        s.sendall(example_mkdir(gen, 70))
+        _, info, typ, reply = recv_frame(s)
+        self.assertEqual((typ, info), (TRANS_REPLY, 0), reply)
+        new_gen, flags = struct.unpack_from('<QI', reply, 0)
+        self.assertEqual(flags, 1)  # APPLIED, not DURABLE
+        self.assertEqual(recv_frame(s)[2], FINAL_REPLY)
+        s.settimeout(5)
+        req_id, info, typ, payload = recv_frame(s)
+        self.assertEqual((req_id, typ), (0, DURABLE))
         self.assertGreaterEqual(struct.unpack('<Q', payload)[0], new_gen)
         s.close()
         os.rmdir(acme('some-dir'))
@@ -264,7 +291,7 @@ class Protocol(unittest.TestCase):
         s, gen = hello_session()
         for base_gen in (7, gen + 1000, 0):
             s.sendall(example_mkdir(base_gen, 50))
-            _, info, typ, text = recv_frame(s)
+            _, info, typ, text = recv_reply(s)
             self.assertEqual((typ, info), (FINAL_REPLY, ESTALE), text)
         self.assertFalse(os.path.lexists(acme('some-dir')))
         s.close()
