@@ -47,8 +47,10 @@ std::pair<std::string, std::string> Split(const std::string& path) {
 
 ItemRange WholeObject(uint64_t obj) { return ItemRange{{obj, 0, 0}, {obj, 0xff, ~0ull}, {}}; }
 
-proto::InodeItem NewInode(uint32_t mode, uint64_t size) {
+proto::InodeItem NewInode(const proto::HelloReply& me, uint32_t mode, uint64_t size) {
   proto::InodeItem i;
+  i.uid = me.uid;  // a new object belongs to its creator
+  i.gid = me.gid;
   i.mode = mode;
   i.size = size;
   i.nlink = 1;
@@ -185,7 +187,7 @@ Status FileOps::Mkdir(const std::string& path, uint32_t mode) {
   std::vector<ItemRange> ranges;
   EntryRanges(*e, p, CRFS_FT_DIR, &ranges);
   ItemRange obj = WholeObject(p);
-  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFDIR | (mode & 07777), 0)});
+  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(c_->hello(), S_IFDIR | (mode & 07777), 0)});
   ranges.push_back(std::move(obj));
   return Commit(std::move(ranges)).status();
 }
@@ -200,9 +202,10 @@ Status FileOps::Put(const std::string& path, const std::vector<uint8_t>& data, u
   if (obj == 0) {
     const uint64_t p = NextProvisional();
     EntryRanges(*e, p, CRFS_FT_REG_FILE, &ranges);
-    ranges.push_back(ItemRange{{p, 0, 0},
-                               {p, CRFS_EXTENT_DATA_KEY - 1, ~0ull},
-                               {Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFREG | (mode & 07777), data.size())}}});
+    ranges.push_back(
+        ItemRange{{p, 0, 0},
+                  {p, CRFS_EXTENT_DATA_KEY - 1, ~0ull},
+                  {Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(c_->hello(), S_IFREG | (mode & 07777), data.size())}}});
     DataRanges(p, data, 0, done, &ranges);
     auto r = Commit(std::move(ranges));
     if (!r.ok()) return r.status();
@@ -351,7 +354,7 @@ Status FileOps::Symlink(const std::string& target, const std::string& path) {
   ext.data.assign(target.begin(), target.end());
   ext.csums = proto::DataBlockCrcs(ext.data);
   ItemRange obj = WholeObject(p);
-  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFLNK | 0777, target.size())});
+  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(c_->hello(), S_IFLNK | 0777, target.size())});
   obj.items.push_back(Item{{p, CRFS_EXTENT_DATA_KEY, 0}, std::move(ext)});
   ranges.push_back(std::move(obj));
   return Commit(std::move(ranges)).status();
@@ -498,9 +501,10 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
       const bool small_file = S_ISREG(n.o.mode) && n.o.size <= kInlineFile;
       if (small_file && n.o.size > 0) CRFS_RETURN_IF_ERROR(read_local(n.o.local, &datas[i]));
       if (S_ISREG(n.o.mode) && !small_file) late_puts.emplace_back(remote_path[n.id], n.o.local);
-      proto::InodeItem in = NewInode(n.o.mode, S_ISLNK(n.o.mode) ? n.o.target.size()
-                                               : small_file      ? datas[i].size()
-                                                                 : 0);
+      proto::InodeItem in = NewInode(c_->hello(), n.o.mode,
+                                     S_ISLNK(n.o.mode) ? n.o.target.size()
+                                     : small_file      ? datas[i].size()
+                                                       : 0);
       in.mtime = n.o.mtime;
       uint64_t names = 0;
       for (const auto& [name, child] : n.entries) names += 2 * name.size();
@@ -559,7 +563,7 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
     EntryRanges(*top, *top_id, CRFS_FT_DIR, &entry);
     // Commit the top directory alone: its parent's ranges are not the batch's.
     const uint64_t id = *top_id;
-    proto::InodeItem in = NewInode(made.back().o.mode, 0);
+    proto::InodeItem in = NewInode(c_->hello(), made.back().o.mode, 0);
     in.mtime = made.back().o.mtime;
     entry.push_back(ItemRange{{id, 0, 0}, {id, 0xff, ~0ull}, {Item{{id, CRFS_INODE_ITEM_KEY, 0}, in}}});
     auto reply = Commit(std::move(entry));

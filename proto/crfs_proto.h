@@ -353,6 +353,8 @@ struct crfs_msg_hello_reply {
 	__le64 session_id;
 	__le64 root_objectid;
 	__le64 generation;
+	__le32 uid; /* who this session acts as in its tenant (tenant ids): */
+	__le32 gid; /* what it creates is owned by them */
 } CRFS_PACKED;
 
 enum crfs_lock_mode {
@@ -441,7 +443,7 @@ CRFS_STATIC_ASSERT(sizeof(struct crfs_trans_map_entry) == 16, "map_entry");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_durable) == 8, "durable");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_tree_query) == 16, "tree_query");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello) == 20, "hello");
-CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello_reply) == 40, "hello_reply");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello_reply) == 48, "hello_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_lock) == 35, "lock");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_grant) == 47, "grant");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_revoke) == 9, "revoke");

@@ -153,6 +153,8 @@ Status Read(Reader* r, HelloReply* m) {
   CRFS_RETURN_IF_ERROR(r->Le64(&m->session_id, "hello reply session_id"));
   CRFS_RETURN_IF_ERROR(r->Le64(&m->root_objectid, "hello reply root_objectid"));
   CRFS_RETURN_IF_ERROR(r->Le64(&m->generation, "hello reply generation"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&m->uid, "hello reply uid"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&m->gid, "hello reply gid"));
   if (reserved != 0) return Bad(Code::kBadValue, "hello reply reserved is not zero");
   if (m->version == 0) return Bad(Code::kBadValue, "hello reply version 0");
   if (m->max_payload < CRFS_MIN_PAYLOAD || m->max_payload > CRFS_MAX_PAYLOAD) {
@@ -326,6 +328,8 @@ Status Write(Writer* w, const HelloReply& m) {
   w->Le64(m.session_id);
   w->Le64(m.root_objectid);
   w->Le64(m.generation);
+  w->Le32(m.uid);
+  w->Le32(m.gid);
   return Status::Ok();
 }
 

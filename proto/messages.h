@@ -175,6 +175,8 @@ struct HelloReply {
   uint64_t session_id = 0;
   uint64_t root_objectid = CRFS_ROOT_OBJECTID;
   uint64_t generation = 0;
+  uint32_t uid = 0;  // who the session acts as (tenant ids)
+  uint32_t gid = 0;
   bool operator==(const HelloReply&) const = default;
 };
 struct DataRead {

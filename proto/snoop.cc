@@ -168,8 +168,9 @@ struct Printer {
   }
   void operator()(const HelloReply& m) {
     Line(2, Printf("hello-reply version %u features 0x%x max_payload %u lease_ms %u session 0x%" PRIx64 " root %" PRIu64
-                   " generation %" PRIu64,
-                   m.version, m.features, m.max_payload, m.lease_ms, m.session_id, m.root_objectid, m.generation));
+                   " generation %" PRIu64 " uid %u gid %u",
+                   m.version, m.features, m.max_payload, m.lease_ms, m.session_id, m.root_objectid, m.generation, m.uid,
+                   m.gid));
   }
   void operator()(const DataRead& m) {
     Line(2, Printf("read ino %" PRIu64 " off %" PRIu64 " len %u", m.objectid, m.offset, m.len));

@@ -136,6 +136,22 @@ Status ParseTenant(const std::string& name, const json& j, TenantConfig* t) {
   if (unmapped != "refuse" && unmapped != "squash") return Fields::Err(m.Path("unmapped"), "must be refuse or squash");
   t->ids.refuse_unmapped = unmapped == "refuse";
   CRFS_RETURN_IF_ERROR(m.Finish());
+  const json* clients = f.Object("clients", false, &s);
+  CRFS_RETURN_IF_ERROR(s);
+  if (clients) {
+    for (auto it = clients->begin(); it != clients->end(); ++it) {
+      const std::string cpath = path + ".clients." + it.key();
+      if (!IsValidName(it.key())) return Fields::Err(cpath, "client names are 1-63 of a-z 0-9 '-'");
+      Fields c(it.value(), cpath);
+      CRFS_RETURN_IF_ERROR(c.Check());
+      ClientCredentials cred{~0u, ~0u};
+      CRFS_RETURN_IF_ERROR(c.U32("uid", &cred.uid, 0, t->ids.count - 1));
+      CRFS_RETURN_IF_ERROR(c.U32("gid", &cred.gid, 0, t->ids.count - 1));
+      if (cred.uid == ~0u || cred.gid == ~0u) return Fields::Err(cpath, "uid and gid are required (tenant ids)");
+      CRFS_RETURN_IF_ERROR(c.Finish());
+      t->clients[it.key()] = cred;
+    }
+  }
   return f.Finish();
 }
 

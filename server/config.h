@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,9 +17,23 @@
 
 namespace crfs::server {
 
+// Who a client certificate acts as inside its tenant (tenant ids).
+struct ClientCredentials {
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+};
+
 struct TenantConfig {
   std::string name;
   IdMapConfig ids;
+  // By client name (the certificate's .../client/<name>). A client not
+  // listed acts as the tenant's root (uid 0, gid 0).
+  std::map<std::string, ClientCredentials> clients;
+
+  ClientCredentials CredentialsOf(const std::string& client) const {
+    auto it = clients.find(client);
+    return it == clients.end() ? ClientCredentials{} : it->second;
+  }
 };
 
 struct ServerConfig {

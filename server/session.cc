@@ -169,6 +169,7 @@ void Session::Handshake(int64_t now_ms) {
     return;
   }
   id_ = *id;
+  credentials_ = server_->config().FindTenant(id_.tenant)->CredentialsOf(id_.client);
   Log(LogLevel::kInfo, "session %llu from %s: tenant %s client %s cert sha256 %s",
       static_cast<unsigned long long>(serial_), peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
       fingerprint_.c_str());
@@ -308,6 +309,8 @@ void Session::OnHello(const Frame& f) {
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&r.session_id), sizeof(r.session_id)) != 1) r.session_id = serial_;
   r.root_objectid = CRFS_ROOT_OBJECTID;
   r.generation = tenant_->Generation();
+  r.uid = credentials_.uid;
+  r.gid = credentials_.gid;
   if (!Send(f.id, 0, r)) return End("HELLO_REPLY did not encode");
   Final(f.id, 0);
   state_ = State::kReady;
@@ -371,7 +374,7 @@ void Session::OnTransFrag(const Frame& f) {
   Answer a;
   err = ValidateTransaction(t, tenant_->ids());
   CommitResult result;
-  if (err.err == 0 && tenant_->Commit(t, &result, &err)) {
+  if (err.err == 0 && tenant_->Commit(t, credentials_, &result, &err)) {
     a.reply.generation = result.generation;
     a.reply.flags = CRFS_TRANS_R_APPLIED | (result.durable ? CRFS_TRANS_R_DURABLE : 0);
     a.reply.map = std::move(result.map);

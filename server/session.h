@@ -31,6 +31,7 @@
 
 #include "proto/frame_stream.h"
 #include "proto/messages.h"
+#include "server/config.h"
 #include "server/identity.h"
 #include "server/transaction.h"
 
@@ -106,6 +107,7 @@ class Session {
   ClientIdentity id_;
   std::string fingerprint_;
   TenantStore* tenant_ = nullptr;
+  ClientCredentials credentials_;            // who this client acts as in its tenant
   uint32_t max_payload_ = CRFS_MAX_PAYLOAD;  // the client's limit for our replies
 
   proto::FrameAssembler in_;

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <set>
 
 #include "proto/snoop.h"
 #include "server/fs_credentials.h"
@@ -362,11 +363,111 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
   return Fail(err, EINVAL, "unknown op");
 }
 
-bool TenantStore::Commit(const Transaction& t, CommitResult* result, RequestError* err) {
-  const auto host_uid = ids_.UidToHost(0), host_gid = ids_.GidToHost(0);
-  if (ids_.config().root_squash || !host_uid || !host_gid) {
-    return Fail(err, EACCES, "this tenant's root is squashed: transactions need per-client credentials (not yet)");
+bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err) {
+  // Every directory from the root down to `dir` must be searchable, as if
+  // the user had walked the path (crfsd reaches it through cached fds).
+  std::set<uint64_t> searchable;
+  auto reachable = [&](uint64_t dir) {
+    std::vector<uint64_t> chain;
+    for (uint64_t d = dir; !searchable.count(d);) {
+      chain.push_back(d);
+      if (d == CRFS_ROOT_OBJECTID || chain.size() > 4096) break;
+      auto e = table_.find(d);
+      if (e == table_.end()) return Fail(err, ENOENT, "directory " + std::to_string(d) + " is not known");
+      d = e->second.parent;
+    }
+    for (uint64_t d : chain) {
+      int dfd = DirFd(d, 0, err);
+      if (dfd < 0) return false;
+      if (faccessat(dfd, ".", X_OK, AT_EACCESS) != 0) {
+        return Fail(err, EACCES, "no search permission on directory " + std::to_string(d));
+      }
+      searchable.insert(d);
+    }
+    return true;
+  };
+  auto dir_writable = [&](uint64_t dir) {
+    if (Provisional(dir)) return true;  // made by this transaction, as this user
+    if (!reachable(dir)) return false;
+    int dfd = DirFd(dir, 0, err);
+    if (dfd < 0) return false;
+    if (faccessat(dfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+      return Fail(err, EACCES, "no write permission on directory " + std::to_string(dir));
+    }
+    return true;
+  };
+  // In a sticky directory only the owner of the directory or of the entry
+  // may remove or move the entry.
+  auto sticky_ok = [&](uint64_t dir, uint64_t obj) {
+    if (Provisional(dir) || Provisional(obj)) return true;
+    int dfd = DirFd(dir, 0, err);
+    if (dfd < 0) return false;
+    struct stat d;
+    if (fstat(dfd, &d) != 0) return Errno(err, "stat");
+    if (!(d.st_mode & S_ISVTX) || d.st_uid == uid) return true;
+    int fd = OpenObject(obj, O_PATH, err);
+    if (fd < 0) return false;
+    struct stat o;
+    const int r = fstat(fd, &o);
+    close(fd);
+    if (r != 0) return Errno(err, "stat");
+    return o.st_uid == uid || Fail(err, EPERM, "sticky directory: not the owner of " + std::to_string(obj));
+  };
+  auto object = [&](uint64_t obj, bool write_access, bool owner) {
+    if (Provisional(obj)) return true;
+    if (auto e = table_.find(obj); e != table_.end() && !reachable(e->second.parent)) return false;
+    int fd = OpenObject(obj, O_PATH, err);
+    if (fd < 0) return false;
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0;
+    if (ok && owner && st.st_uid != uid) ok = Fail(err, EPERM, "not the owner of " + std::to_string(obj));
+    if (ok && write_access && faccessat(fd, "", W_OK, AT_EACCESS | AT_EMPTY_PATH) != 0) {
+      ok = Fail(err, EACCES, "no write permission on " + std::to_string(obj));
+    }
+    close(fd);
+    return ok;
+  };
+  for (const Op& op : plan.ops) {
+    bool ok = true;
+    switch (op.kind) {
+      case Op::kCreate:
+        ok = dir_writable(op.dir);
+        if (ok && (op.uid != uid || op.gid != gid)) ok = Fail(err, EPERM, "new objects belong to their creator");
+        break;
+      case Op::kLink: ok = dir_writable(op.dir); break;
+      case Op::kUnlink: ok = dir_writable(op.dir) && sticky_ok(op.dir, op.obj); break;
+      case Op::kRename:
+      case Op::kExchange:
+        ok = dir_writable(op.dir) && dir_writable(op.dir2) && sticky_ok(op.dir, op.obj) &&
+             (op.kind != Op::kExchange || sticky_ok(op.dir2, op.obj2));
+        // A directory moving to another parent has its ".." rewritten.
+        if (ok && op.dir != op.dir2) {
+          auto e = table_.find(op.obj);
+          if (e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(op.obj, true, false);
+        }
+        break;
+      case Op::kWrite:
+      case Op::kPunch:
+      case Op::kTruncate:
+      case Op::kSetXattr:
+      case Op::kRemoveXattr: ok = object(op.obj, true, false); break;
+      case Op::kChmod:
+      case Op::kSetTimes: ok = object(op.obj, false, true); break;
+      case Op::kChown:
+        ok = object(op.obj, false, true);
+        if (ok && (op.uid != uid || op.gid != gid)) ok = Fail(err, EPERM, "only the tenant's root gives objects away");
+        break;
+    }
+    if (!ok) return false;
   }
+  return true;
+}
+
+bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, CommitResult* result, RequestError* err) {
+  const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
+  if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
+  // The tenant's root acts as root in its tree; root squash makes it nobody.
+  const bool tenant_root = who.uid == 0 && !ids_.config().root_squash;
   const auto started = std::chrono::steady_clock::now();
   Plan plan;
   *err = PlanTransaction(t, ids_, epoch_ << 32, Generation(), this, &plan);
@@ -377,12 +478,13 @@ bool TenantStore::Commit(const Transaction& t, CommitResult* result, RequestErro
 
   std::map<uint64_t, uint64_t> made;
   {
-    FsCredentials creds(*host_uid, *host_gid, true);
+    FsCredentials creds(*host_uid, *host_gid, tenant_root);
     if (!creds.ok()) {
       return Fail(err, EPERM,
-                  "crfsd cannot act as the tenant's root (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
+                  "crfsd cannot act as the tenant's users (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
+    if (!tenant_root && !PermitPlan(plan, *host_uid, *host_gid, err)) return false;
     if (Status s = journal_->Begin(gen, plan.ops); !s.ok()) return Fail(err, EIO, "journal: " + s.message());
     sequence_++;  // from here on the generation is spent, whatever happens
     for (size_t i = 0; i < plan.ops.size(); i++) {

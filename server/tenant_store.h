@@ -67,12 +67,15 @@ class TenantStore : public TreeView {
   // The generation up to which every commit is on stable storage.
   uint64_t DurableGeneration() const { return durable_; }
 
-  // Plans `t` (validated by ValidateTransaction), journals the plan and
-  // applies it with the tenant root's credentials (fs_credentials.h). On
-  // refusal nothing changed. If an operation fails midway (the tree was
-  // changed behind crfsd's back, the disk is full), the transaction is
-  // partly applied: EIO, logged as an error.
-  bool Commit(const Transaction& t, CommitResult* result, RequestError* err);
+  // Plans `t` (validated by ValidateTransaction), checks that `who` may
+  // make every change (PermitPlan), journals the plan and applies it with
+  // who's mapped fsuid/fsgid (fs_credentials.h; the tenant's root keeps the
+  // file capabilities inside its tree, anyone else has none, so the kernel
+  // checks every call as that user). On refusal nothing changed. If an
+  // operation fails midway (the tree was changed behind crfsd's back, the
+  // disk is full, a permission rule the pre-check does not model), the
+  // transaction is partly applied: EIO, logged as an error.
+  bool Commit(const Transaction& t, const ClientCredentials& who, CommitResult* result, RequestError* err);
   // Makes everything committed durable (syncfs) and returns the generation.
   bool Sync(uint64_t* generation, RequestError* err);
 
@@ -122,6 +125,11 @@ class TenantStore : public TreeView {
   // precondition no longer holds but whose result does as done. *inode is
   // what a kCreate made.
   bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err);
+  // For a user other than the tenant's root: would the kernel let the
+  // current fs credentials make every change of `plan`? Checked before
+  // anything happens, so that a refusal changes nothing (the kernel still
+  // checks each call).
+  bool PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err);
   // Learns every directory and entry of the tenant (replay after a crash,
   // when nothing has been listed yet).
   bool Rediscover(RequestError* err);

@@ -77,7 +77,7 @@ class Fixture:
         pki = self.path('pki')
         run(PKI, 'init', pki, '--trust-domain', 'crfs.test')
         run(PKI, 'server', pki, 'crfsd', '--ip', '127.0.0.1')
-        for tenant, client in [('acme', 'alice'), ('beta', 'bob'), ('nobody', 'eve')]:
+        for tenant, client in [('acme', 'alice'), ('acme', 'carol'), ('beta', 'bob'), ('nobody', 'eve')]:
             run(PKI, 'client', pki, tenant, client)
         run(PKI, 'client', pki, 'acme', 'old', '--not-before', '20200101000000Z', '--not-after', '20200201000000Z')
         run(PKI, 'client', pki, 'acme', 'fired')
@@ -94,7 +94,8 @@ class Fixture:
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},
   "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000, "max_sessions_per_tenant": 300}},
   "tenants": {{
-    "acme": {{"id_map": {{"uid_base": 100000, "gid_base": 100000, "count": 65536}}}},
+    "acme": {{"id_map": {{"uid_base": 100000, "gid_base": 100000, "count": 65536}},
+              "clients": {{"carol": {{"uid": 1000, "gid": 1000}}}}}},
     "beta": {{"id_map": {{"uid_base": 200000, "gid_base": 200000, "count": 65536}}}}
   }}
 }}''')

@@ -39,8 +39,8 @@ def acme(*p):
     return os.path.join(W().mnt, 'tenants', 'acme', *p)
 
 
-def crfs(*args, check=True):
-    r = W().crfs(*args, check=False)
+def crfs(*args, check=True, client='alice'):
+    r = W().crfs(*args, check=False, client=client)
     if check and r.returncode != 0:
         raise AssertionError(f'crfs {" ".join(args)}: exit {r.returncode}: {r.stderr}')
     return r
@@ -230,6 +230,75 @@ class Operations(unittest.TestCase):
         crfs('rm', '/seed')
         self.assertFalse(os.path.lexists(acme('seed')))
         self.assertEqual([n for n in os.listdir(acme()) if n.startswith('.nfs')], [])
+
+
+class UsersInsideATenant(unittest.TestCase):
+    """A certificate mapped to a tenant user (crfsd.json: clients.carol = uid 1000) acts as that
+    user: the kernel checks every call with her ids, and crfsd checks the whole transaction
+    first, so that a refusal changes nothing."""
+
+    def carol(self, *args, check=True):
+        return crfs(*args, check=check, client='carol')
+
+    def test_creates_as_her_user_where_she_may(self):
+        os.mkdir(acme('carol-home'))
+        os.chown(acme('carol-home'), 101000, 101000)
+        self.carol('mkdir', '/carol-home/projects')
+        src = W().path('carol.txt')
+        with open(src, 'w') as f:
+            f.write('mine\n')
+        self.carol('put', src, '/carol-home/projects/notes.txt')
+        for p in ('projects', 'projects/notes.txt'):
+            st = os.lstat(acme('carol-home', p))
+            self.assertEqual((st.st_uid, st.st_gid), (101000, 101000), p)
+        self.carol('chmod', '700', '/carol-home/projects')
+        self.carol('rm', '-r', '/carol-home/projects')
+        self.assertEqual(os.listdir(acme('carol-home')), [])
+
+    def test_refused_where_she_may_not_and_nothing_changes(self):
+        # The tenant root's directory (0755, uid 100000): no entries for carol.
+        r = self.carol('mkdir', '/not-carols', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertFalse(os.path.lexists(acme('not-carols')))
+        # Someone else's file: no chmod, no writes, no xattrs.
+        crfs('mkdir', '/shared')
+        os.chmod(acme('shared'), 0o777)
+        src = W().path('alice.txt')
+        with open(src, 'w') as f:
+            f.write('alice\n')
+        crfs('put', src, '/shared/alice.txt')
+        for args, errname in ((('chmod', '666', '/shared/alice.txt'), 'EPERM'),
+                              (('put', src, '/shared/alice.txt'), 'EACCES'),
+                              (('setfattr', '-n', 'user.x', '-v', '1', '/shared/alice.txt'), 'EACCES')):
+            r = self.carol(*args, check=False)
+            self.assertIn(errname, r.stderr, args)
+        self.assertEqual(stat.S_IMODE(os.lstat(acme('shared', 'alice.txt')).st_mode), 0o644)
+        # rm -r of a tree with one directory she cannot write: refused whole.
+        self.carol('mkdir', '/shared/tree')
+        self.carol('mkdir', '/shared/tree/mine')
+        self.carol('put', src, '/shared/tree/mine/f')
+        os.mkdir(acme('shared', 'tree', 'roots'))
+        open(acme('shared', 'tree', 'roots', 'x'), 'w').close()
+        r = self.carol('rm', '-r', '/shared/tree', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertTrue(os.path.exists(acme('shared', 'tree', 'mine', 'f')))  # nothing was removed
+        self.assertTrue(os.path.exists(acme('shared', 'tree', 'roots', 'x')))
+        # A world-writable directory inside one she cannot search: out of reach.
+        os.makedirs(acme('locked', 'open'))
+        os.chown(acme('locked'), 100000, 100000)
+        os.chmod(acme('locked'), 0o700)
+        os.chmod(acme('locked', 'open'), 0o777)
+        r = self.carol('mkdir', '/locked/open/x', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertEqual(os.listdir(acme('locked', 'open')), [])
+        # In a sticky directory she cannot remove alice's file, only her own.
+        os.chmod(acme('shared'), 0o1777)
+        r = self.carol('rm', '/shared/alice.txt', check=False)
+        self.assertIn('EPERM', r.stderr)
+        self.assertTrue(os.path.exists(acme('shared', 'alice.txt')))
+        self.carol('put', src, '/shared/carols.txt')
+        self.carol('rm', '/shared/carols.txt')
+        self.assertFalse(os.path.exists(acme('shared', 'carols.txt')))
 
 
 class Protocol(unittest.TestCase):

@@ -15,7 +15,8 @@ constexpr char kGood[] = R"({
   "tls": {"ca": "/etc/crfs/ca.crt", "crl": "/etc/crfs/crl.pem", "cert": "/etc/crfs/s.crt", "key": "/etc/crfs/s.key"},
   "limits": {"max_sessions": 100},
   "tenants": {
-    "acme": {"id_map": {"uid_base": 100000, "gid_base": 100000, "count": 65536}},
+    "acme": {"id_map": {"uid_base": 100000, "gid_base": 100000, "count": 65536},
+             "clients": {"carol": {"uid": 1000, "gid": 100}}},
     "beta": {"id_map": {"uid_base": 200000, "gid_base": 300000, "count": 1000, "squash_id": 999,
                         "root_squash": true, "unmapped": "squash"}}
   }
@@ -34,6 +35,10 @@ TEST(ServerConfig, ParsesAGoodFile) {
   EXPECT_FALSE(beta->ids.refuse_unmapped);
   EXPECT_TRUE(c->FindTenant("acme")->ids.refuse_unmapped);
   EXPECT_EQ(c->FindTenant("gamma"), nullptr);
+  const TenantConfig* acme = c->FindTenant("acme");
+  EXPECT_EQ(acme->CredentialsOf("carol").uid, 1000u);
+  EXPECT_EQ(acme->CredentialsOf("carol").gid, 100u);
+  EXPECT_EQ(acme->CredentialsOf("laptop").uid, 0u);  // not listed: the tenant's root
 }
 
 struct BadConfig {
@@ -72,6 +77,10 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"\"squash\"", "\"ignore\"", "tenants.beta.id_map.unmapped: must be refuse or squash"},
         BadConfig{"\"acme\":", "\"Acme\":", "tenants.Acme: tenant names"},
         BadConfig{"\"root_squash\": true", "\"root_squash\": 1", "root_squash: must be true or false"},
+        BadConfig{"\"uid\": 1000", "\"uid\": 65536", "tenants.acme.clients.carol.uid: must be an integer in 0..65535"},
+        BadConfig{"\"uid\": 1000, ", "", "tenants.acme.clients.carol: uid and gid are required"},
+        BadConfig{"\"carol\":", "\"Carol\":", "tenants.acme.clients.Carol: client names"},
+        BadConfig{"\"gid\": 100}", "\"gid\": 100, \"home\": 1}", "tenants.acme.clients.carol.home: unknown key"},
         BadConfig{"}\n}", "}\n", "not valid JSON"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
       return crfs::testing::ParamName(std::to_string(info.index) + "_" + info.param.error);
