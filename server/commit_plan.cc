@@ -105,6 +105,38 @@ struct Planner {
   std::multiset<std::tuple<uint64_t, std::string, uint64_t>> index_removed, index_added, item_removed, item_added;
   // Per directory: entries removed and added (from `changes`).
   std::map<uint64_t, std::pair<int64_t, int64_t>> entry_changes;
+  // A directory's items, read once per plan (every range of it is cut from
+  // them), and how many items the plan has read in all: a transaction costs
+  // bounded work whatever its ranges ask for.
+  std::map<uint64_t, std::vector<Item>> dir_items;
+  size_t items_read = 0;
+  static constexpr size_t kMaxItemsRead = 8u << 20;
+
+  RequestError Fetch(uint64_t id, const proto::ItemRange& r, std::vector<Item>* out) {
+    RequestError err;
+    const bool dir_keys = !(r.max < Key{id, CRFS_DIR_ITEM_KEY, 0}) && !(Key{id, CRFS_DIR_INDEX_KEY, ~0ull} < r.min);
+    auto cached = dir_items.find(id);
+    if (cached == dir_items.end() && dir_keys) {
+      std::vector<Item> all;
+      if (!view->Items(id, Key{id, 0, 0}, Key{id, 0xff, ~0ull}, &all, &err)) return err;
+      items_read += all.size();
+      cached = dir_items.emplace(id, std::move(all)).first;
+    }
+    if (cached != dir_items.end()) {
+      const auto& all = cached->second;
+      auto lo =
+          std::lower_bound(all.begin(), all.end(), r.min, [](const Item& it, const Key& k) { return it.key < k; });
+      for (; lo != all.end() && !(r.max < lo->key); ++lo) out->push_back(*lo);
+    } else {
+      if (!view->Items(id, r.min, r.max, out, &err)) return err;
+      std::erase_if(*out, [&](const Item& it) { return !Covers(r, it.key); });
+      items_read += out->size();
+    }
+    if (items_read > kMaxItemsRead) {
+      return Err(E2BIG, "transaction reads more than " + std::to_string(kMaxItemsRead) + " items; split it");
+    }
+    return {};
+  }
 
   RequestError Current(uint64_t id, const proto::InodeItem** out) {
     Object& o = objs[id];
@@ -172,9 +204,7 @@ struct Planner {
     const uint64_t id = r.min.objectid;
     if (auto e = Stale(id); e.err) return e;
     std::vector<Item> cur;
-    RequestError err;
-    if (!view->Items(id, r.min, r.max, &cur, &err)) return err;
-    std::erase_if(cur, [&](const Item& it) { return !Covers(r, it.key); });
+    if (auto e = Fetch(id, r, &cur); e.err) return e;
     Object& o = objs[id];
     o.has_range = true;
     plan->changed.insert(id);
@@ -357,6 +387,12 @@ struct Planner {
       }
     }
     if (auto e = CheckNoCycles(); e.err) return e;
+    size_t created = 0;
+    for (const auto& [id, o] : objs) created += o.is_new ? 1 : 0;
+    if (created + plan->new_indexes.size() > CRFS_MAX_TRANS_MAP) {
+      return Err(E2BIG, "more new objects and entries than one TRANS_REPLY can map (" +
+                            std::to_string(CRFS_MAX_TRANS_MAP) + ")");
+    }
     if (auto e = Order(); e.err) return e;
     if (plan->created.size() + plan->new_indexes.size() > CRFS_MAX_TRANS_MAP) {
       return Err(E2BIG, "more new objects and entries than one TRANS_REPLY can map (" +
@@ -579,7 +615,13 @@ RequestError Planner::Order() {
   auto inside = [&](uint64_t d, uint64_t x) {  // is d x or below it, now?
     for (int depth = 0; depth < 4096 && d != 0; depth++) {
       if (d == x) return true;
-      if (d == CRFS_ROOT_OBJECTID || Provisional(d)) return false;
+      if (d == CRFS_ROOT_OBJECTID) return false;
+      if (Provisional(d)) {
+        auto p = parent.find(d);  // where it was created
+        if (p == parent.end()) return false;
+        d = p->second;
+        continue;
+      }
       d = parent_now(d);
     }
     return false;
@@ -697,7 +739,7 @@ RequestError Planner::Order() {
         }));
       }
       if ((in.mode & 07777) != (cur.mode & 07777) || ((in.uid != cur.uid || in.gid != cur.gid) && (cur.mode & 06000))) {
-        plan->ops.push_back(MakeOp(Op::kChmod, [&](Op& x) {
+        out.push_back(MakeOp(Op::kChmod, [&](Op& x) {  // a directory's after its entries change
           x.obj = id;
           x.mode = in.mode & 07777;
         }));
@@ -726,8 +768,15 @@ RequestError Planner::Order() {
 
   // Namespace operations, in an order each can run in.
   size_t left = moves.size();
+  // Each pass is linear; a transaction needing very many passes (a deep
+  // chain of renames) is refused rather than ordered at any cost.
+  constexpr uint64_t kMaxOrderingWork = 1ull << 26;
+  uint64_t work = 0;
   while (left > 0) {
     bool progress = false;
+    if ((work += moves.size()) > kMaxOrderingWork) {
+      return Err(E2BIG, "transaction too entangled to order within bounds; split it");
+    }
     for (Move& m : moves) {
       if (m.done || !ready(m)) continue;
       emit(m);
@@ -744,6 +793,7 @@ RequestError Planner::Order() {
       const uint64_t other = at[*m.to];
       for (Move& n : moves) {
         if (n.done || n.obj != other || !n.from || !n.to || *n.from != *m.to || *n.to != *m.from) continue;
+        if ((is_dir(m.obj) && inside(m.to->dir, m.obj)) || (is_dir(n.obj) && inside(n.to->dir, n.obj))) continue;
         plan->ops.push_back(MakeOp(Op::kExchange, [&](Op& x) {
           x.dir = m.from->dir;
           x.name = m.from->name;
@@ -795,6 +845,14 @@ RequestError Planner::Order() {
         x.data = name_value.second;
         x.xname = name_value.first;
       }));
+    // Created owner-writable (kCreate), so that its creator can fill it;
+    // its own mode once everything is in.
+    if (!S_ISLNK(in.mode)) {
+      times.push_back(MakeOp(Op::kChmod, [&](Op& x) {
+        x.obj = id;
+        x.mode = in.mode & 07777;
+      }));
+    }
     if (in.mtime != proto::Timespec{} || in.atime != proto::Timespec{}) {
       times.push_back(MakeOp(Op::kSetTimes, [&](Op& x) {
         x.obj = id;
@@ -819,7 +877,7 @@ RequestError PlanTransaction(const Transaction& t, const IdMap& ids, uint64_t fl
                            std::to_string(floor) + ", " + std::to_string(current) + "]: re-read and retry");
   }
   *plan = Plan{};
-  Planner p{t, ids, view, plan, {}, {}, {}, {}, {}, {}, {}};
+  Planner p{t, ids, view, plan, {}, {}, {}, {}, {}, {}, {}, {}, 0};
   return p.Run();
 }
 

@@ -137,7 +137,10 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         JournalPending t;
         t.generation = gen;
         uint32_t n = 0;
-        ok = p.Le32(&n, "ops").ok() && n <= kMaxOps;
+        uint8_t root = 0;
+        ok = p.Le32(&t.uid, "uid").ok() && p.Le32(&t.gid, "gid").ok() && p.U8(&root, "root").ok() && root <= 1 &&
+             p.Le32(&n, "ops").ok() && n <= kMaxOps;
+        t.tenant_root = root == 1;
         for (uint32_t i = 0; ok && i < n; i++) {
           Op op;
           ok = DecodeOp(&p, &op).ok();
@@ -236,12 +239,16 @@ Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
   return Status::Ok();
 }
 
-Status Journal::Begin(uint64_t generation, const std::vector<Op>& ops) {
+Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const std::vector<Op>& ops) {
   CRFS_RETURN_IF_ERROR(Flush());
-  size_t size = 12;
+  size_t size = 21;
   for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
+  if (size > kMaxRecord) return Status(Code::kTooLarge, "transaction record past the journal's record limit");
   proto::Writer w(size);
   w.Le64(generation);
+  w.Le32(uid);
+  w.Le32(gid);
+  w.U8(tenant_root ? 1 : 0);
   w.Le32(static_cast<uint32_t>(ops.size()));
   for (const Op& op : ops) EncodeOp(op, &w);
   CRFS_RETURN_IF_ERROR(w.status());

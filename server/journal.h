@@ -6,7 +6,8 @@
 //   le32 magic "CRJ1" | u8 type | le32 length | le32 crc32c(payload) | payload
 // are:
 //   EPOCH (1)        le64 epoch            first record; see below
-//   BEGIN (2)        le64 generation, le32 n, n x Op   before the first op
+//   BEGIN (2)        le64 generation, le32 host uid, le32 host gid, u8 tenant
+//                    root (1/0), le32 n, n x Op   before the first op
 //   DONE (3)         le64 generation, le32 op index, le64 inode   after each op
 //                    (the inode a kCreate made; 0 otherwise), written in
 //                    batches of 64 KiB and at END
@@ -43,6 +44,8 @@ namespace crfs::server {
 
 struct JournalPending {
   uint64_t generation = 0;
+  uint32_t uid = 0, gid = 0;  // the host ids it runs as (finished with them too)
+  bool tenant_root = false;
   std::vector<Op> ops;
   size_t next_op = 0;                 // ops before this one are done
   std::map<uint64_t, uint64_t> made;  // provisional id -> inode, from DONE records
@@ -80,7 +83,8 @@ class Journal {
   // before is durable (the caller synced the file system).
   [[nodiscard]] Status Restart(uint64_t epoch);
 
-  [[nodiscard]] Status Begin(uint64_t generation, const std::vector<Op>& ops);
+  [[nodiscard]] Status Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root,
+                             const std::vector<Op>& ops);
   [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode);
   [[nodiscard]] Status End(uint64_t generation);
 

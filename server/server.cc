@@ -203,9 +203,12 @@ Status Server::Run(volatile sig_atomic_t* stop) {
           Log(LogLevel::kError, "tenant %s: sync: %s", name.c_str(), err.text.c_str());
           continue;
         }
+        // Driving a session may end it, and Update then erases it: collect first.
+        std::vector<Session*> told;
         for (auto& [fd, s] : sessions_) {
-          if (s->tenant() == store.get() && s->NotifyDurable(durable)) Update(s.get(), s->Drive(now));
+          if (s->tenant() == store.get() && s->NotifyDurable(durable)) told.push_back(s.get());
         }
+        for (Session* s : told) Update(s, s->Drive(now));
       }
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {

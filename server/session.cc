@@ -383,8 +383,13 @@ void Session::OnTransFrag(const Frame& f) {
     a.err = err.err;
     a.text = err.text;
   }
-  if (answered_order_.size() >= kAnswersRemembered) {
-    answered_.erase(answered_order_.front());
+  // Bounded in count and in map entries (a map may hold 65,536).
+  answered_entries_ += a.reply.map.size();
+  while (!answered_order_.empty() &&
+         (answered_order_.size() >= kAnswersRemembered || answered_entries_ > kAnswerEntriesRemembered)) {
+    auto old = answered_.find(answered_order_.front());
+    answered_entries_ -= old->second.reply.map.size();
+    answered_.erase(old);
     answered_order_.pop_front();
   }
   answered_order_.push_back(f.id);

@@ -121,6 +121,8 @@ class Session {
     proto::TransReply reply;
   };
   static constexpr size_t kAnswersRemembered = 1024;
+  static constexpr size_t kAnswerEntriesRemembered = 1 << 17;  // ~2 MiB of provisional maps
+  size_t answered_entries_ = 0;
   std::unordered_map<uint64_t, Answer> answered_;
   uint64_t awaiting_durable_ = 0;  // newest generation applied but not yet reported durable
   std::deque<uint64_t> answered_order_;

@@ -140,10 +140,16 @@ bool TenantStore::Rediscover(RequestError* err) {
   while (!dirs.empty()) {
     const uint64_t d = dirs.front();
     dirs.pop_front();
+    // A directory that cannot be listed (gone, too large) is skipped: the
+    // ops that need it fail and are logged, the tenant still starts.
     int dfd = DirFd(d, 0, err);
-    if (dfd < 0) return false;
     std::vector<proto::Item> items;
-    if (!DirItems(dfd, d, &items, err)) return false;
+    if (dfd < 0 || !DirItems(dfd, d, &items, err)) {
+      if (d == CRFS_ROOT_OBJECTID) return false;
+      Log(LogLevel::kWarning, "tenant %s: rediscover: directory %llu: %s", name_.c_str(),
+          static_cast<unsigned long long>(d), err->text.c_str());
+      continue;
+    }
     for (const auto& it : items) {
       if (it.key.type != CRFS_DIR_INDEX_KEY) continue;
       const auto& e = std::get<proto::DirEntries>(it.body).entries.at(0);
@@ -160,11 +166,10 @@ Status TenantStore::Recover(JournalContents contents) {
     Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (ops %zu..%zu)", name_.c_str(),
         static_cast<unsigned long long>(p.generation), p.next_op, p.ops.size());
     RequestError err;
-    const auto host_uid = ids_.UidToHost(0), host_gid = ids_.GidToHost(0);
-    if (!host_uid || !host_gid) return Status(Code::kInvalidArgument, "tenant " + name_ + ": root is not mapped");
-    FsCredentials creds(*host_uid, *host_gid, true);
-    if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the tenant root's credentials");
     if (!Rediscover(&err)) return Status(Code::kIo, "tenant " + name_ + ": rediscover: " + err.text);
+    // As the user it was committed for: the kernel checks the rest as it did the start.
+    FsCredentials creds(p.uid, p.gid, p.tenant_root);
+    if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the transaction's credentials");
     for (size_t i = p.next_op; i < p.ops.size(); i++) {
       uint64_t inode = 0;
       if (!Apply(p.ops[i], p.made, true, &inode, &err)) {
@@ -224,8 +229,8 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       }
       *inode = st.st_ino;
       table_[st.st_ino] = Entry{dir, 0, op.name, FileTypeOfMode(op.mode)};
+      // Owner-only until the plan's last steps give it its mode (kChmod).
       if (fchownat(dfd, name, op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "chown " + op.name);
-      if (!S_ISLNK(op.mode) && fchmodat(dfd, name, op.mode & 07777, 0) != 0) return Errno(err, "chmod " + op.name);
       return true;
     }
     case Op::kLink: {
@@ -434,7 +439,22 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
         ok = dir_writable(op.dir);
         if (ok && (op.uid != uid || op.gid != gid)) ok = Fail(err, EPERM, "new objects belong to their creator");
         break;
-      case Op::kLink: ok = dir_writable(op.dir); break;
+      case Op::kLink:
+        // protected_hardlinks: only the owner, or one who may read and
+        // write the file, links it; and its name must be reachable.
+        ok = dir_writable(op.dir);
+        if (ok && !Provisional(op.obj)) {
+          int fd = OpenObject(op.obj, O_PATH, err);
+          if (fd < 0) return false;
+          struct stat st;
+          ok = fstat(fd, &st) == 0 &&
+               (st.st_uid == uid || faccessat(fd, "", R_OK | W_OK, AT_EACCESS | AT_EMPTY_PATH) == 0);
+          close(fd);
+          if (!ok) return Fail(err, EPERM, "may not link " + std::to_string(op.obj));
+          auto e = table_.find(op.obj);
+          ok = e != table_.end() && reachable(e->second.parent);
+        }
+        break;
       case Op::kUnlink: ok = dir_writable(op.dir) && sticky_ok(op.dir, op.obj); break;
       case Op::kRename:
       case Op::kExchange:
@@ -485,7 +505,15 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
     if (!tenant_root && !PermitPlan(plan, *host_uid, *host_gid, err)) return false;
-    if (Status s = journal_->Begin(gen, plan.ops); !s.ok()) return Fail(err, EIO, "journal: " + s.message());
+    if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
+    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan.ops); s.code() == Code::kTooLarge) {
+      return Fail(err, E2BIG, "transaction too large to journal; split it");
+    } else if (!s.ok()) {
+      journal_broken_ = true;
+      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+          s.message().c_str());
+      return Fail(err, EIO, "journal: " + s.message());
+    }
     sequence_++;  // from here on the generation is spent, whatever happens
     for (size_t i = 0; i < plan.ops.size(); i++) {
       uint64_t inode = 0;
@@ -501,12 +529,16 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
             "partly applied: op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text);
       }
       if (plan.ops[i].kind == Op::kCreate) made[plan.ops[i].obj] = inode;
-      if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok()) {
-        Log(LogLevel::kError, "tenant %s: journal: %s", name_.c_str(), s.message().c_str());
+      if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok() && !journal_broken_) {
+        journal_broken_ = true;  // its records can no longer be trusted to say what is done
+        Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+            s.message().c_str());
       }
     }
-    if (Status s = journal_->End(gen); !s.ok()) {
-      Log(LogLevel::kError, "tenant %s: journal: %s", name_.c_str(), s.message().c_str());
+    if (Status s = journal_->End(gen); !s.ok() && !journal_broken_) {
+      journal_broken_ = true;
+      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+          s.message().c_str());
     }
   }
   const auto applied = std::chrono::steady_clock::now();
@@ -544,8 +576,9 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
   result->durable = false;
   if (t.flags & CRFS_TRANS_F_SYNC) {
     uint64_t durable = 0;
-    if (!Sync(&durable, err)) return false;
-    result->durable = true;
+    RequestError sync_err;
+    result->durable = Sync(&durable, &sync_err);  // applied either way; durable only if the sync worked
+    if (!result->durable) Log(LogLevel::kError, "tenant %s: sync: %s", name_.c_str(), sync_err.text.c_str());
   }
   if (journal_->bytes() > kCompactJournalBytes) {
     uint64_t durable = 0;

@@ -161,6 +161,7 @@ class TenantStore : public TreeView {
   std::unordered_map<uint64_t, Entry> table_;
   std::unique_ptr<Journal> journal_;
   uint64_t epoch_ = 0, sequence_ = 0, durable_ = 0;
+  bool journal_broken_ = false;  // a journal write failed: no commits until restart
   // Generation at which each object last changed, this epoch.
   std::unordered_map<uint64_t, uint64_t> changed_;
   // Directories opened recently, by objectid: a lookup costs one openat2

@@ -16,6 +16,11 @@ namespace {
 using proto::Key;
 
 constexpr size_t kMaxItems = 1 << 20;
+// The largest file size and offset the kernel takes (MAX_LFS_FILESIZE on
+// 64-bit), and what btrfs stores of one xattr (name + value in one leaf item
+// of a 16 KiB node, with room to spare).
+constexpr uint64_t kMaxFileSize = (1ull << 63) - 1;
+constexpr size_t kMaxXattrBytes = 16000;
 
 RequestError Err(int e, std::string text) { return RequestError{e, std::move(text)}; }
 
@@ -120,6 +125,7 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
       if (const auto* in = std::get_if<proto::InodeItem>(&it.body)) {
         if (Provisional(k.objectid)) created.insert(k.objectid);
         modes[k.objectid] = in->mode;
+        if (in->size > kMaxFileSize) return Err(EFBIG, K(k) + ": size past the largest file");
         if (!ids.UidToHost(in->uid))
           return Err(EPERM, K(k) + ": uid " + std::to_string(in->uid) + " is outside the tenant's id map");
         if (!ids.GidToHost(in->gid))
@@ -147,11 +153,18 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
       } else if (const auto* x = std::get_if<proto::Xattrs>(&it.body)) {
         for (const auto& e : x->entries) {
           if (e.name.rfind("user.", 0) != 0) return Err(EPERM, K(k) + ": only user.* xattrs");
+          if (e.name.size() == 5) return Err(EINVAL, K(k) + ": xattr name 'user.' names nothing");
+          if (e.name.size() + e.value.size() > kMaxXattrBytes) {
+            return Err(E2BIG, K(k) + ": xattr name and value past " + std::to_string(kMaxXattrBytes) + " bytes");
+          }
           if (k.offset != proto::BtrfsNameHash(e.name)) return Err(EINVAL, K(k) + ": offset is not the name's hash");
         }
       } else if (const auto* ext = std::get_if<proto::ExtentData>(&it.body)) {
         if (ext->type == CRFS_EXTENT_INLINE && !proto::VerifyDataBlockCrcs(ext->data, ext->csums).ok()) {
           return Err(EBADMSG, K(k) + ": data does not match its crc32c");
+        }
+        if (k.offset > kMaxFileSize || ext->len > kMaxFileSize - k.offset) {
+          return Err(EFBIG, K(k) + ": extent past the largest file");
         }
       }
     }
@@ -178,6 +191,9 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
     }
   }
   for (uint64_t p : referenced) {
+    if (provisional_indexes.count(p)) {
+      return Err(EINVAL, "provisional value " + std::to_string(p) + " used as an objectid and as an index");
+    }
     if (!created.count(p)) {
       return Err(EINVAL, "provisional objectid " + K(Key{p, CRFS_INODE_ITEM_KEY, 0}) + " has no INODE_ITEM");
     }

@@ -76,8 +76,10 @@ TEST(PlanTransaction, MkdirCreatesOneDirectoryAndMapsIndex) {
   auto o = PlanOf(tree, Cat({tree.Entry(257, "new", P0, CRFS_FT_DIR, P1),
                              {Whole(P0, {Item{{P0, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFDIR | 0750)}})}}));
   ASSERT_EQ(o.err.err, 0) << o.err.text;
-  ASSERT_EQ(o.plan.ops.size(), 1u);
+  ASSERT_EQ(o.plan.ops.size(), 2u);  // created owner-only, then given its mode
   const Op& op = o.plan.ops[0];
+  EXPECT_EQ(o.plan.ops[1].kind, Op::kChmod);
+  EXPECT_EQ(o.plan.ops[1].mode, 0750u);
   EXPECT_EQ(op.kind, Op::kCreate);
   EXPECT_EQ(op.dir, 257u);
   EXPECT_EQ(op.name, "new");

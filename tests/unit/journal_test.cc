@@ -78,12 +78,12 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   const uint64_t g1 = (1ull << 32) + 1, g2 = g1 + 1;
   std::vector<Op> ops{SampleOp(Op::kCreate, CRFS_PROVISIONAL_FIRST), SampleOp(Op::kWrite, CRFS_PROVISIONAL_FIRST),
                       SampleOp(Op::kUnlink, 300)};
-  ASSERT_TRUE((*j)->Begin(g1, ops).ok());
+  ASSERT_TRUE((*j)->Begin(g1, 100000, 100000, true, ops).ok());
   ASSERT_TRUE((*j)->Done(g1, 0, 555).ok());
   ASSERT_TRUE((*j)->Done(g1, 1, 0).ok());
   ASSERT_TRUE((*j)->Done(g1, 2, 0).ok());
   ASSERT_TRUE((*j)->End(g1).ok());
-  ASSERT_TRUE((*j)->Begin(g2, ops).ok());
+  ASSERT_TRUE((*j)->Begin(g2, 101000, 101001, false, ops).ok());
   ASSERT_TRUE((*j)->Done(g2, 0, 777).ok());
   j->reset();
 
@@ -97,6 +97,9 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   EXPECT_EQ(again.pending->next_op, 1u);
   EXPECT_EQ(again.pending->made.at(CRFS_PROVISIONAL_FIRST), 777u);
   EXPECT_EQ(again.pending->ops, ops);
+  EXPECT_EQ(again.pending->uid, 101000u);
+  EXPECT_EQ(again.pending->gid, 101001u);
+  EXPECT_FALSE(again.pending->tenant_root);
 
   // Every torn tail parses as a prefix: never more progress than was written.
   const auto bytes = Bytes();
