@@ -14,6 +14,7 @@
 #include <set>
 
 #include "proto/snoop.h"
+#include "server/fd.h"
 #include "server/fs_credentials.h"
 #include "server/log.h"
 #include "server/tenant_store.h"
@@ -39,16 +40,6 @@ const char* KindName(Op::Kind k) {
 }
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
-
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
 
 uint8_t FileTypeOfMode(uint32_t mode) {
   return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;

@@ -21,6 +21,7 @@
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
+#include "server/fd.h"
 #include "server/log.h"
 
 namespace crfs::server {
@@ -31,17 +32,6 @@ using proto::Key;
 
 constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 constexpr int kMaxDepth = 4096;
-
-// Closes an fd at scope exit.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
 
 bool Fail(RequestError* err, int e, std::string text) {
   err->err = e;
