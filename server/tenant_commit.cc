@@ -453,8 +453,10 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
              (op.kind != Op::kExchange || sticky_ok(op.dir2, op.obj2));
         // A directory moving to another parent has its ".." rewritten.
         if (ok && op.dir != op.dir2) {
-          auto e = table_.find(op.obj);
-          if (e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(op.obj, true, false);
+          for (uint64_t moving : {op.obj, op.kind == Op::kExchange ? op.obj2 : uint64_t{0}}) {
+            auto e = table_.find(moving);
+            if (ok && e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(moving, true, false);
+          }
         }
         break;
       case Op::kWrite:
