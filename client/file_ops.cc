@@ -256,14 +256,13 @@ Status FileOps::RemoveTree(const std::string& path) {
   // Every directory below: one TREE_QUERY lists them all (protocol.md §7);
   // directories it did not reach or cut short are asked for again.
   std::set<uint64_t> dirs{e->obj}, complete, asked;
-  auto take = [&](uint64_t d, const std::vector<Item>& items) {
+  auto take = [&](const std::vector<Item>& items) {
     for (const Item& it : items) {
       const auto* de = std::get_if<proto::DirEntries>(&it.body);
       if (de && it.key.type == CRFS_DIR_INDEX_KEY && de->entries.at(0).type == CRFS_FT_DIR) {
         dirs.insert(de->entries.at(0).location.objectid);
       }
     }
-    (void)d;
   };
   for (;;) {
     std::vector<uint64_t> unreached, cut;
@@ -274,7 +273,7 @@ Status FileOps::RemoveTree(const std::string& path) {
     for (uint64_t d : cut) {  // reached but cut short, or gone: list it whole
       auto items = c_->ItemsOf(d, CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
       if (!items.ok()) return items.status();
-      take(d, *items);
+      take(*items);
       complete.insert(d);
     }
     if (unreached.empty() && cut.empty()) break;
@@ -293,7 +292,7 @@ Status FileOps::RemoveTree(const std::string& path) {
           if (!r) continue;
           const uint64_t d = r->min.objectid;
           asked.insert(d);
-          take(d, r->items);
+          take(r->items);
           if (r->max == Key{d, CRFS_DIR_INDEX_KEY, ~0ull}) complete.insert(d);
         }
       }

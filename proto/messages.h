@@ -26,6 +26,35 @@ struct Key {
 };
 
 inline constexpr Key kMinKey{0, 0, 0};
+
+// A provisional objectid or DIR_INDEX value (protocol.md §6.2): chosen by a
+// client for something its transaction creates; the server maps it.
+inline constexpr bool IsProvisional(uint64_t v) { return v >= CRFS_PROVISIONAL_FIRST && v != ~0ull; }
+
+// CRFS_FT_* of a st_mode, and back (S_IF* values are fixed by Linux).
+inline constexpr uint8_t FileTypeOfMode(uint32_t mode) {
+  switch (mode & 0170000) {
+    case 0100000: return CRFS_FT_REG_FILE;
+    case 0040000: return CRFS_FT_DIR;
+    case 0020000: return CRFS_FT_CHRDEV;
+    case 0060000: return CRFS_FT_BLKDEV;
+    case 0010000: return CRFS_FT_FIFO;
+    case 0140000: return CRFS_FT_SOCK;
+    case 0120000: return CRFS_FT_SYMLINK;
+  }
+  return CRFS_FT_UNKNOWN;
+}
+inline constexpr uint32_t ModeOfFileType(uint8_t type) {
+  switch (type) {
+    case CRFS_FT_DIR: return 0040000;
+    case CRFS_FT_SYMLINK: return 0120000;
+    case CRFS_FT_CHRDEV: return 0020000;
+    case CRFS_FT_BLKDEV: return 0060000;
+    case CRFS_FT_FIFO: return 0010000;
+    case CRFS_FT_SOCK: return 0140000;
+  }
+  return 0100000;
+}
 inline constexpr Key kMaxKey{~0ull, 0xff, ~0ull};
 
 // ---- item bodies -------------------------------------------------------

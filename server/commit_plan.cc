@@ -18,21 +18,7 @@ using proto::Key;
 RequestError Err(int e, std::string text) { return RequestError{e, std::move(text)}; }
 std::string K(const Key& k) { return proto::FormatKey(k); }
 std::string O(uint64_t id) { return K(Key{id, CRFS_INODE_ITEM_KEY, 0}); }
-bool Provisional(uint64_t v) { return v >= CRFS_PROVISIONAL_FIRST && v != ~0ull; }
 bool Covers(const proto::ItemRange& r, const Key& k) { return !(k < r.min) && !(r.max < k); }
-
-uint8_t FileTypeOfMode(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return CRFS_FT_REG_FILE;
-    case S_IFDIR: return CRFS_FT_DIR;
-    case S_IFLNK: return CRFS_FT_SYMLINK;
-    case S_IFCHR: return CRFS_FT_CHRDEV;
-    case S_IFBLK: return CRFS_FT_BLKDEV;
-    case S_IFIFO: return CRFS_FT_FIFO;
-    case S_IFSOCK: return CRFS_FT_SOCK;
-  }
-  return CRFS_FT_UNKNOWN;
-}
 
 template <typename F>
 Op MakeOp(Op::Kind kind, F&& set) {
@@ -40,18 +26,6 @@ Op MakeOp(Op::Kind kind, F&& set) {
   op.kind = kind;
   set(op);
   return op;
-}
-
-uint32_t ModeOfFileType(uint8_t type) {
-  switch (type) {
-    case CRFS_FT_DIR: return S_IFDIR;
-    case CRFS_FT_SYMLINK: return S_IFLNK;
-    case CRFS_FT_CHRDEV: return S_IFCHR;
-    case CRFS_FT_BLKDEV: return S_IFBLK;
-    case CRFS_FT_FIFO: return S_IFIFO;
-    case CRFS_FT_SOCK: return S_IFSOCK;
-  }
-  return S_IFREG;
 }
 
 struct Slot {
@@ -184,7 +158,7 @@ struct Planner {
           }
           break;
         case CRFS_DIR_INDEX_KEY:
-          if (!Provisional(it.key.offset))
+          if (!proto::IsProvisional(it.key.offset))
             return Err(EINVAL, K(it.key) + ": a new directory's index must be provisional");
           for (const auto& e : std::get<proto::DirEntries>(it.body).entries) {
             index_added.emplace(id, e.name, e.location.objectid);
@@ -307,7 +281,7 @@ struct Planner {
       }
       for (const Item* it : of_type(r.items, CRFS_DIR_INDEX_KEY)) {
         const auto& e = std::get<proto::DirEntries>(it->body).entries.at(0);
-        if (Provisional(it->key.offset)) {
+        if (proto::IsProvisional(it->key.offset)) {
           index_added.emplace(id, e.name, e.location.objectid);
           plan->new_indexes[it->key.offset] = {id, e.name};
           continue;
@@ -355,7 +329,7 @@ struct Planner {
 
   RequestError Run() {
     for (const auto& r : t.ranges) {
-      auto e = Provisional(r.min.objectid) ? NewObjectRange(r) : ExistingObjectRange(r);
+      auto e = proto::IsProvisional(r.min.objectid) ? NewObjectRange(r) : ExistingObjectRange(r);
       if (e.err) return e;
     }
     if (item_removed != index_removed || item_added != index_added) {
@@ -377,10 +351,10 @@ struct Planner {
       counts.second += after ? 1 : 0;
       auto& d = objs[slot.dir];
       d.dir_name_bytes += 2 * ((after ? 1 : 0) - (before ? 1 : 0)) * static_cast<int64_t>(slot.name.size());
-      if (after && Provisional(slot.dir)) d.new_entries++;
+      if (after && proto::IsProvisional(slot.dir)) d.new_entries++;
     }
     for (auto& [id, o] : objs) {
-      if (Provisional(id)) {
+      if (proto::IsProvisional(id)) {
         if (auto e = CheckNew(id, o); e.err) return e;
       } else if (auto e = CheckExisting(id, o); e.err) {
         return e;
@@ -462,7 +436,7 @@ struct Planner {
       // all it takes. The object goes from the plan's view; other names it
       // may have elsewhere are untouched.
       proto::InodeItem shape;
-      shape.mode = ModeOfFileType(o.removed_type);
+      shape.mode = proto::ModeOfFileType(o.removed_type);
       shape.nlink = static_cast<uint32_t>(o.removed.size());
       o.current = shape;
     }
@@ -481,7 +455,7 @@ struct Planner {
       plan->changed.insert(id);
     }
     for (const auto& [slot, type] : o.added) {
-      if (type != FileTypeOfMode(cur->mode)) {
+      if (type != proto::FileTypeOfMode(cur->mode)) {
         return Err(EINVAL, O(slot.dir) + ": entry '" + slot.name + "' does not name " + O(id) + "'s type");
       }
     }
@@ -607,7 +581,7 @@ RequestError Planner::Order() {
     const proto::InodeItem* in = o.is_new ? o.listed : o.current ? &*o.current : nullptr;
     return in && S_ISDIR(in->mode);
   };
-  auto dir_exists = [&](uint64_t d) { return Provisional(d) ? made.count(d) > 0 : gone.count(d) == 0; };
+  auto dir_exists = [&](uint64_t d) { return proto::IsProvisional(d) ? made.count(d) > 0 : gone.count(d) == 0; };
   auto parent_now = [&](uint64_t d) {
     auto p = parent.find(d);
     return p != parent.end() ? p->second : view->ParentOf(d);
@@ -616,7 +590,7 @@ RequestError Planner::Order() {
     for (int depth = 0; depth < 4096 && d != 0; depth++) {
       if (d == x) return true;
       if (d == CRFS_ROOT_OBJECTID) return false;
-      if (Provisional(d)) {
+      if (proto::IsProvisional(d)) {
         auto p = parent.find(d);  // where it was created
         if (p == parent.end()) return false;
         d = p->second;
@@ -629,7 +603,7 @@ RequestError Planner::Order() {
   auto ready = [&](const Move& m) {
     if (m.to) {
       if (at[*m.to] != 0 || !dir_exists(m.to->dir)) return false;
-      if (!m.create && !m.from && Provisional(m.obj) && !made.count(m.obj)) return false;  // link after create
+      if (!m.create && !m.from && proto::IsProvisional(m.obj) && !made.count(m.obj)) return false;  // link after create
       if (m.from && is_dir(m.obj) && inside(m.to->dir, m.obj)) return false;
       return true;
     }

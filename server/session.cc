@@ -324,10 +324,14 @@ void Session::OnItemQuery(const Frame& f) {
   std::vector<proto::ItemRange> ranges;
   RequestError err;
   if (!tenant_->Query(q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  SendRanges(f.id, std::move(ranges));
+}
+
+void Session::SendRanges(uint64_t id, std::vector<proto::ItemRange> ranges) {
   for (auto& r : ranges) {
-    if (!Send(f.id, 0, std::move(r))) return;
+    if (!Send(id, 0, std::move(r))) return;
   }
-  Final(f.id, 0);
+  Final(id, 0);
 }
 
 void Session::OnTreeQuery(const Frame& f) {
@@ -336,10 +340,7 @@ void Session::OnTreeQuery(const Frame& f) {
   std::vector<proto::ItemRange> ranges;
   RequestError err;
   if (!tenant_->TreeQuery(q, &ranges, &err)) return Final(f.id, err.err, err.text);
-  for (auto& r : ranges) {
-    if (!Send(f.id, 0, std::move(r))) return;
-  }
-  Final(f.id, 0);
+  SendRanges(f.id, std::move(ranges));
 }
 
 void Session::OnDataRead(const Frame& f) {

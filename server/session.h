@@ -89,6 +89,8 @@ class Session {
   // been answered with EIO and the handler must stop).
   bool Send(uint64_t id, uint32_t info, proto::Message msg);
   void Final(uint64_t id, int err, const std::string& text = "");
+  // A query's answer: the ranges, then FINAL_REPLY 0.
+  void SendRanges(uint64_t id, std::vector<proto::ItemRange> ranges);
   void ProtocolError(const std::string& why, const std::optional<proto::Header>& header);
   void End(const std::string& why);
 

@@ -31,8 +31,6 @@ bool Fail(RequestError* err, int e, std::string text) {
 }
 bool Errno(RequestError* err, const std::string& what) { return Fail(err, errno, what + ": " + strerror(errno)); }
 
-bool Provisional(uint64_t v) { return v >= CRFS_PROVISIONAL_FIRST && v != ~0ull; }
-
 const char* KindName(Op::Kind k) {
   static const char* const kNames[] = {"?",     "create",   "link",  "rename", "exchange", "unlink",      "write",
                                        "punch", "truncate", "chown", "chmod",  "setxattr", "removexattr", "settimes"};
@@ -41,15 +39,11 @@ const char* KindName(Op::Kind k) {
 
 std::string ProcPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
-uint8_t FileTypeOfMode(uint32_t mode) {
-  return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
-}
-
 }  // namespace
 
 bool TenantStore::Items(uint64_t ino, const proto::Key& from, const proto::Key& to, std::vector<proto::Item>* out,
                         RequestError* err) {
-  if (ino < CRFS_ROOT_OBJECTID || Provisional(ino)) return Fail(err, ENOENT, "no such object");
+  if (ino < CRFS_ROOT_OBJECTID || proto::IsProvisional(ino)) return Fail(err, ENOENT, "no such object");
   bool truncated = false;
   std::vector<proto::Item> all;
   if (!ItemsOf(ino, from, to, &all, &truncated, err)) return false;
@@ -188,7 +182,7 @@ Status TenantStore::Recover(JournalContents contents) {
 bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode,
                         RequestError* err) {
   auto resolve = [&](uint64_t id) -> uint64_t {
-    if (!Provisional(id)) return id;
+    if (!proto::IsProvisional(id)) return id;
     auto m = made.find(id);
     return m == made.end() ? 0 : m->second;
   };
@@ -219,7 +213,7 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
         return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
       }
       *inode = st.st_ino;
-      table_[st.st_ino] = Entry{dir, 0, op.name, FileTypeOfMode(op.mode)};
+      table_[st.st_ino] = Entry{dir, 0, op.name, proto::FileTypeOfMode(op.mode)};
       // Owner-only until the plan's last steps give it its mode (kChmod).
       if (fchownat(dfd, name, op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "chown " + op.name);
       return true;
@@ -383,7 +377,7 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
     return true;
   };
   auto dir_writable = [&](uint64_t dir) {
-    if (Provisional(dir)) return true;  // made by this transaction, as this user
+    if (proto::IsProvisional(dir)) return true;  // made by this transaction, as this user
     if (!reachable(dir)) return false;
     int dfd = DirFd(dir, 0, err);
     if (dfd < 0) return false;
@@ -395,7 +389,7 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
   // In a sticky directory only the owner of the directory or of the entry
   // may remove or move the entry.
   auto sticky_ok = [&](uint64_t dir, uint64_t obj) {
-    if (Provisional(dir) || Provisional(obj)) return true;
+    if (proto::IsProvisional(dir) || proto::IsProvisional(obj)) return true;
     int dfd = DirFd(dir, 0, err);
     if (dfd < 0) return false;
     struct stat d;
@@ -410,7 +404,7 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
     return o.st_uid == uid || Fail(err, EPERM, "sticky directory: not the owner of " + std::to_string(obj));
   };
   auto object = [&](uint64_t obj, bool write_access, bool owner) {
-    if (Provisional(obj)) return true;
+    if (proto::IsProvisional(obj)) return true;
     if (auto e = table_.find(obj); e != table_.end() && !reachable(e->second.parent)) return false;
     int fd = OpenObject(obj, O_PATH, err);
     if (fd < 0) return false;
@@ -434,7 +428,7 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
         // protected_hardlinks: only the owner, or one who may read and
         // write the file, links it; and its name must be reachable.
         ok = dir_writable(op.dir);
-        if (ok && !Provisional(op.obj)) {
+        if (ok && !proto::IsProvisional(op.obj)) {
           int fd = OpenObject(op.obj, O_PATH, err);
           if (fd < 0) return false;
           struct stat st;
@@ -540,7 +534,7 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
     Log(LogLevel::kInfo, "tenant %s: transaction %llu: %zu ops, planned in %.0f ms, applied in %.0f ms", name_.c_str(),
         static_cast<unsigned long long>(gen), plan.ops.size(), ms(planned - started), ms(applied - planned));
   }
-  for (uint64_t id : plan.changed) changed_[Provisional(id) ? made[id] : id] = gen;
+  for (uint64_t id : plan.changed) changed_[proto::IsProvisional(id) ? made[id] : id] = gen;
   for (const auto& [p, ino] : made) changed_[ino] = gen;
 
   result->generation = gen;
@@ -549,7 +543,7 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
   // Directory indexes: btrfs assigned them; read them back per directory.
   std::map<uint64_t, std::map<std::string, uint64_t>> indexes;
   for (const auto& [p, where] : plan.new_indexes) {
-    const uint64_t dir = Provisional(where.first) ? made[where.first] : where.first;
+    const uint64_t dir = proto::IsProvisional(where.first) ? made[where.first] : where.first;
     auto it = indexes.find(dir);
     if (it == indexes.end()) {
       it = indexes.emplace(dir, std::map<std::string, uint64_t>{}).first;

@@ -26,24 +26,9 @@ RequestError Err(int e, std::string text) { return RequestError{e, std::move(tex
 
 std::string K(const Key& k) { return proto::FormatKey(k); }
 
-bool Provisional(uint64_t v) { return v >= CRFS_PROVISIONAL_FIRST && v != ~0ull; }
-
 // A name a directory entry, inode ref or xattr may carry.
 bool ValidName(const std::string& n) {
   return !n.empty() && n != "." && n != ".." && n.find('/') == std::string::npos && n.find('\0') == std::string::npos;
-}
-
-uint8_t FileTypeOfMode(uint32_t mode) {
-  switch (mode & S_IFMT) {
-    case S_IFREG: return CRFS_FT_REG_FILE;
-    case S_IFDIR: return CRFS_FT_DIR;
-    case S_IFCHR: return CRFS_FT_CHRDEV;
-    case S_IFBLK: return CRFS_FT_BLKDEV;
-    case S_IFIFO: return CRFS_FT_FIFO;
-    case S_IFSOCK: return CRFS_FT_SOCK;
-    case S_IFLNK: return CRFS_FT_SYMLINK;
-  }
-  return CRFS_FT_UNKNOWN;
 }
 
 struct Entry {
@@ -121,9 +106,9 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
   for (const auto& r : t.ranges) {
     for (const auto& it : r.items) {
       const Key& k = it.key;
-      if (Provisional(k.objectid)) referenced.insert(k.objectid);
+      if (proto::IsProvisional(k.objectid)) referenced.insert(k.objectid);
       if (const auto* in = std::get_if<proto::InodeItem>(&it.body)) {
-        if (Provisional(k.objectid)) created.insert(k.objectid);
+        if (proto::IsProvisional(k.objectid)) created.insert(k.objectid);
         modes[k.objectid] = in->mode;
         if (in->size > kMaxFileSize) return Err(EFBIG, K(k) + ": size past the largest file");
         if (!ids.UidToHost(in->uid))
@@ -133,7 +118,7 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
       } else if (const auto* d = std::get_if<proto::DirEntries>(&it.body)) {
         for (const auto& e : d->entries) {
           if (!ValidName(e.name)) return Err(EINVAL, K(k) + ": invalid name");
-          if (Provisional(e.location.objectid)) referenced.insert(e.location.objectid);
+          if (proto::IsProvisional(e.location.objectid)) referenced.insert(e.location.objectid);
           if (k.type == CRFS_DIR_ITEM_KEY) {
             if (k.offset != proto::BtrfsNameHash(e.name)) return Err(EINVAL, K(k) + ": offset is not the name's hash");
             if (!by_name[k.objectid].emplace(e.name, Entry{e.location.objectid, e.type}).second) {
@@ -142,7 +127,7 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
             if (e.type == CRFS_FT_DIR && ++dir_links[e.location.objectid] > 1) {
               return Err(EPERM, "directory " + std::to_string(e.location.objectid) + " would have two names");
             }
-          } else if (Provisional(k.offset) && !provisional_indexes.insert(k.offset).second) {
+          } else if (proto::IsProvisional(k.offset) && !provisional_indexes.insert(k.offset).second) {
             return Err(EINVAL, K(k) + ": provisional index used twice");
           }
         }
@@ -184,7 +169,7 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
           }
         }
         auto mode = modes.find(e.location.objectid);
-        if (mode != modes.end() && FileTypeOfMode(mode->second) != e.type) {
+        if (mode != modes.end() && proto::FileTypeOfMode(mode->second) != e.type) {
           return Err(EINVAL, K(it.key) + ": entry type does not match the inode's mode");
         }
       }
