@@ -82,7 +82,8 @@ struct Op {
   uint64_t dir2 = 0;          // kRename/kExchange: the other directory,
   std::string name2;          //   name,
   uint64_t obj2 = 0;          //   and (kExchange) the object there
-  uint32_t mode = 0;          // kCreate: S_IFREG/S_IFDIR/S_IFLNK | perms; kChmod: perms
+  uint32_t mode = 0;          // kCreate: S_IFREG/S_IFDIR/S_IFLNK | perms (made owner-only; a later
+                              // kChmod sets the perms); kChmod: perms
   uint32_t uid = 0, gid = 0;  // kCreate/kChown: host ids
   uint64_t offset = 0;        // kWrite/kPunch: where; kTruncate: the size
   uint64_t length = 0;        // kPunch: how much
