@@ -466,13 +466,22 @@ struct Planner {
     o.deleted = id != CRFS_ROOT_OBJECTID && names == 0;
     if (o.inode_removed && !o.deleted) return Err(EINVAL, O(id) + ": INODE_ITEM removed, but the object keeps a name");
     if (o.deleted && is_dir) {
-      std::vector<Item> entries;
-      RequestError err;
-      if (!view->Items(id, Key{id, CRFS_DIR_INDEX_KEY, 0}, Key{id, CRFS_DIR_INDEX_KEY, ~0ull}, &entries, &err)) {
-        return err;
+      // Its entries now: from the listing this plan already read (rm -r
+      // names every directory it removes), else from the view.
+      size_t now = 0;
+      if (auto cached = dir_items.find(id); cached != dir_items.end()) {
+        now = static_cast<size_t>(std::count_if(cached->second.begin(), cached->second.end(),
+                                                [](const Item& it) { return it.key.type == CRFS_DIR_INDEX_KEY; }));
+      } else {
+        std::vector<Item> entries;
+        RequestError err;
+        if (!view->Items(id, Key{id, CRFS_DIR_INDEX_KEY, 0}, Key{id, CRFS_DIR_INDEX_KEY, ~0ull}, &entries, &err)) {
+          return err;
+        }
+        now = entries.size();
       }
       const auto& [gone, come] = entry_changes[id];
-      const int64_t left = static_cast<int64_t>(entries.size()) + come - gone;
+      const int64_t left = static_cast<int64_t>(now) + come - gone;
       if (left != 0) return Err(ENOTEMPTY, O(id) + ": directory removed but " + std::to_string(left) + " entries stay");
     }
     if (o.deleted) {
@@ -544,6 +553,7 @@ RequestError Planner::Order() {
     bool done = false;
   };
   std::vector<Move> moves;
+  moves.reserve(objs.size());
   for (auto& id_o : objs) {
     const uint64_t id = id_o.first;
     Object& o = id_o.second;
@@ -622,6 +632,7 @@ RequestError Planner::Order() {
     if (m.create) made.insert(m.obj);
     if (!m.to && is_dir(m.obj)) gone.insert(m.obj);
   };
+  plan->ops.reserve(plan->ops.size() + moves.size());
   auto emit = [&](const Move& m) {
     Op op;
     if (m.create) {

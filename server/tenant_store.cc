@@ -224,6 +224,7 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
     }
   }
+  items->reserve(items->size() + by_hash.size() + by_index.size());
   for (auto& [hash, entries] : by_hash) items->push_back(Item{{ino, CRFS_DIR_ITEM_KEY, hash}, std::move(entries)});
   std::sort(by_index.begin(), by_index.end(), [](const Item& a, const Item& b) { return a.key < b.key; });
   for (Item& it : by_index) items->push_back(std::move(it));
