@@ -165,7 +165,12 @@ Result<proto::Frame> Connection::Receive() {
   for (;;) {
     auto f = in_.Pop();
     if (!f.ok()) return f.status();
-    if (*f) return std::move(**f);
+    if (*f) {
+      if (const auto* fin = std::get_if<proto::FinalReply>(&(*f)->msg); fin && fin->generation != 0) {
+        if (view_generation_ == 0 || fin->generation < view_generation_) view_generation_ = fin->generation;
+      }
+      return std::move(**f);
+    }
     ERR_clear_error();
     int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));
     if (n <= 0) {

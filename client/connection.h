@@ -85,6 +85,13 @@ class Connection {
   // OK if `final` has status 0, else kRemote.
   static Status Check(const proto::Frame& final);
 
+  // The generation of the client's view: the oldest generation a
+  // FINAL_REPLY reported since StartView() (0: none since). Everything read
+  // since was current then or later, so a transaction built from those
+  // reads is based on it.
+  void StartView() { view_generation_ = 0; }
+  uint64_t view_generation() const { return view_generation_; }
+
  private:
   Connection(int fd, SSL_CTX* ctx, SSL* ssl) : fd_(fd), ctx_(ctx), ssl_(ssl) {}
   Status Hello(const ConnectOptions& options);
@@ -96,6 +103,7 @@ class Connection {
   uint64_t frames_sent_ = 0, bytes_sent_ = 0;
   proto::FrameAssembler in_;
   proto::HelloReply hello_;
+  uint64_t view_generation_ = 0;
 };
 
 }  // namespace crfs::client

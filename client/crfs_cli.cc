@@ -33,6 +33,14 @@ constexpr char kUsage[] =
     "  get PATH FILE     copy a file to a local FILE (refuses to overwrite)\n"
     "  find [PATH]       every object below PATH, one line each (like find -ls)\n"
     "  items PATH        the object's items as the server sends them (snoop form)\n"
+    "  shell             run commands from standard input, one per line, in one session\n"
+    "                    (exit status 1 if any failed; '#' starts a comment)\n"
+    "\n"
+    "open files (useful in a shell: held until close or the session's end):\n"
+    "  open PATH [r|w|rw]          hold an object open (default r); prints its objectid\n"
+    "  close PATH                  stop holding it\n"
+    "  write PATH OFFSET TEXT...   write the words of TEXT (joined by spaces) at OFFSET\n"
+    "A PATH may be @OBJECTID: an object by number, also one whose last name is gone.\n"
     "\n"
     "changes (each one transaction, applied atomically):\n"
     "  mkdir PATH                  make a directory\n"
@@ -84,6 +92,19 @@ std::string Perms(uint32_t mode) {
   return s;
 }
 
+// A path, or "@N": objectid N (an object held open after its last name
+// went has no path).
+crfs::Result<uint64_t> Resolve(Connection& c, const std::string& arg) {
+  if (arg.size() > 1 && arg[0] == '@' && arg.find_first_not_of("0123456789", 1) == std::string::npos &&
+      arg.size() <= 21) {
+    errno = 0;
+    const unsigned long long v = std::strtoull(arg.c_str() + 1, nullptr, 10);
+    if (errno == 0 && v != 0) return static_cast<uint64_t>(v);
+  }
+  if (arg.empty() || arg[0] != '/') return Status(crfs::Code::kBadValue, "'" + arg + "': a path starts with / (or @N)");
+  return c.Lookup(arg);
+}
+
 int Ls(Connection& c, const std::string& path) {
   auto ino = c.Lookup(path);
   if (!ino.ok()) return Fail(ino.status());
@@ -105,7 +126,7 @@ int Ls(Connection& c, const std::string& path) {
 }
 
 int Stat(Connection& c, const std::string& path) {
-  auto ino = c.Lookup(path);
+  auto ino = Resolve(c, path);
   if (!ino.ok()) return Fail(ino.status());
   auto items = c.ItemsOf(*ino, CRFS_INODE_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
   if (!items.ok()) return Fail(items.status());
@@ -175,7 +196,7 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
 }
 
 int Items(Connection& c, const std::string& path) {
-  auto ino = c.Lookup(path);
+  auto ino = Resolve(c, path);
   if (!ino.ok()) return Fail(ino.status());
   const proto::Key k{*ino, 0, 0};
   auto replies = c.Call(proto::ItemQuery{k, k, {*ino, 0xff, ~0ull}, 1 << 20});
@@ -225,7 +246,7 @@ int Find(Connection& c, const std::string& path) {
 
 // Streams a file to `out`, pipelined, checksums verified per block.
 int Copy(Connection& c, const std::string& path, std::FILE* out) {
-  auto ino = c.Lookup(path);
+  auto ino = Resolve(c, path);
   if (!ino.ok()) return Fail(ino.status());
   Status s = c.ReadStream(*ino, 0, ~0ull, [out](proto::Bytes b) {
     if (std::fwrite(b.data(), 1, b.size(), out) != b.size()) return Status(crfs::Code::kIo, "write failed");
@@ -234,9 +255,8 @@ int Copy(Connection& c, const std::string& path, std::FILE* out) {
   return s.ok() ? 0 : Fail(s);
 }
 
-}  // namespace
-
-const std::set<std::string> kChanges = {"mkdir", "put", "rm", "mv", "ln", "chmod", "setfattr", "sync", "import"};
+const std::set<std::string> kChanges = {"mkdir",    "put",  "rm",     "mv",   "ln",    "chmod",
+                                        "setfattr", "sync", "import", "open", "close", "write"};
 bool g_stats = false;  // --stats: frames and bytes the transactions took, on stderr
 
 int Usage() {
@@ -244,8 +264,35 @@ int Usage() {
   return 2;
 }
 
-int Change(Connection& c, const std::vector<std::string>& a) {
-  crfs::client::FileOps ops(&c);
+// Commands and how many words (with the command) each takes.
+bool ArityOk(const std::vector<std::string>& a) {
+  static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
+      {"ping", {1, 1}},
+      {"ls", {1, 2}},
+      {"find", {1, 2}},
+      {"get", {3, 3}},
+      {"stat", {2, 2}},
+      {"cat", {2, 2}},
+      {"items", {2, 2}},
+      {"mkdir", {2, 2}},
+      {"put", {3, 3}},
+      {"rm", {2, 3}},
+      {"mv", {3, 3}},
+      {"ln", {3, 4}},
+      {"chmod", {3, 3}},
+      {"setfattr", {4, 6}},
+      {"sync", {1, 1}},
+      {"import", {3, 3}},
+      {"open", {2, 3}},
+      {"close", {2, 2}},
+      {"write", {3, ~size_t{0}}},
+      {"shell", {1, 1}},
+  };
+  auto arity = a.empty() ? kArity.end() : kArity.find(a[0]);
+  return arity != kArity.end() && a.size() >= arity->second.first && a.size() <= arity->second.second;
+}
+
+int Change(Connection& c, crfs::client::FileOps& ops, const std::vector<std::string>& a) {
   const std::string& cmd = a[0];
   Status s;
   if (cmd == "mkdir") {
@@ -290,6 +337,31 @@ int Change(Connection& c, const std::vector<std::string>& a) {
     auto r = c.Call(proto::Sync{});
     if (!r.ok()) return Fail(r.status());
     s = Connection::Check(r->back());
+  } else if (cmd == "open" || cmd == "close") {
+    uint32_t flags = CRFS_OPEN_READ;
+    if (a.size() == 3) {
+      static const std::map<std::string, uint32_t> kModes = {
+          {"r", CRFS_OPEN_READ}, {"w", CRFS_OPEN_WRITE}, {"rw", CRFS_OPEN_READ | CRFS_OPEN_WRITE}};
+      auto m = kModes.find(a[2]);
+      if (m == kModes.end()) return Usage();
+      flags = m->second;
+    }
+    auto ino = Resolve(c, a[1]);
+    if (!ino.ok()) return Fail(ino.status());
+    auto r = cmd == "open" ? c.Call(proto::Open{*ino, flags}) : c.Call(proto::Close{*ino});
+    if (!r.ok()) return Fail(r.status());
+    s = Connection::Check(r->back());
+    if (s.ok() && cmd == "open") std::printf("%s: objectid %" PRIu64 " open\n", a[1].c_str(), *ino);
+  } else if (cmd == "write") {
+    char* end = nullptr;
+    errno = 0;
+    const unsigned long long offset = std::strtoull(a[2].c_str(), &end, 10);
+    if (a[2].empty() || *end || errno != 0 || a[2][0] == '-') return Usage();
+    std::string text;
+    for (size_t i = 3; i < a.size(); i++) text += (i > 3 ? " " : "") + a[i];
+    auto ino = Resolve(c, a[1]);
+    if (!ino.ok()) return Fail(ino.status());
+    s = ops.WriteAt(*ino, offset, std::vector<uint8_t>(text.begin(), text.end()));
   }
   if (g_stats) {
     std::fprintf(stderr,
@@ -299,6 +371,70 @@ int Change(Connection& c, const std::vector<std::string>& a) {
   }
   return s.ok() ? 0 : Fail(s);
 }
+
+// One command on an open session. `ops` carries the generation the session
+// has seen from one change to the next.
+int Run(Connection& c, crfs::client::FileOps& ops, const std::vector<std::string>& args, const std::string& server) {
+  const std::string& cmd = args[0];
+  if (cmd == "ping") {
+    auto r = c.Call(proto::Ping{});
+    if (!r.ok()) return Fail(r.status());
+    if (Status s = Connection::Check(r->back()); !s.ok()) return Fail(s);
+    std::printf("crfsd at %s: protocol %u, session %016" PRIx64 ", root %" PRIu64 ", generation %" PRIu64 "\n",
+                server.c_str(), c.hello().version, c.hello().session_id, c.hello().root_objectid, c.hello().generation);
+    return 0;
+  }
+  if (kChanges.count(cmd)) return Change(c, ops, args);
+  if (cmd == "ls") return Ls(c, args.size() > 1 ? args[1] : "/");
+  if (cmd == "find") return Find(c, args.size() > 1 ? args[1] : "/");
+  if (cmd == "items") return Items(c, args[1]);
+  if (cmd == "stat") return Stat(c, args[1]);
+  if (cmd == "cat") return Copy(c, args[1], stdout);
+  // get: never overwrite a local file.
+  std::FILE* out = std::fopen(args[2].c_str(), "wbx");
+  if (!out) return Fail(Status(crfs::Code::kIo, args[2] + ": " + std::strerror(errno)));
+  int rc = Copy(c, args[1], out);
+  if (std::fclose(out) != 0 && rc == 0) rc = Fail(Status(crfs::Code::kIo, args[2] + ": close failed"));
+  if (rc != 0) std::remove(args[2].c_str());
+  return rc;
+}
+
+// `crfs shell`: commands from standard input, one session for all of them,
+// so objects held open stay held from one line to the next.
+int Shell(Connection& c, crfs::client::FileOps& ops, const std::string& server) {
+  char* line = nullptr;
+  size_t cap = 0;
+  int failed = 0;
+  unsigned long number = 0;
+  while (getline(&line, &cap, stdin) >= 0) {
+    number++;
+    std::vector<std::string> words;
+    std::string word;
+    for (const char* p = line; *p && *p != '#'; p++) {
+      if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
+        if (!word.empty()) words.push_back(std::move(word));
+        word.clear();
+      } else {
+        word += *p;
+      }
+    }
+    if (!word.empty()) words.push_back(std::move(word));
+    if (words.empty()) continue;
+    int rc = 2;
+    if (!ArityOk(words) || words[0] == "shell") {
+      std::fprintf(stderr, "crfs: line %lu: unknown command or wrong number of words: %s", number, line);
+    } else {
+      rc = Run(c, ops, words, server);
+      if (rc != 0) std::fprintf(stderr, "crfs: line %lu failed: %s", number, line);
+    }
+    std::fflush(stdout);
+    if (rc != 0) failed = 1;
+  }
+  std::free(line);
+  return failed;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   crfs::client::ConnectOptions o;
@@ -332,22 +468,7 @@ int main(int argc, char** argv) {
     }
     args.push_back(a);
   }
-  if (args.empty()) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
-  const std::string& cmd = args[0];
-  // Commands and how many words (with the command) each takes.
-  static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
-      {"ping", {1, 1}},  {"ls", {1, 2}},       {"find", {1, 2}}, {"get", {3, 3}},    {"stat", {2, 2}}, {"cat", {2, 2}},
-      {"items", {2, 2}}, {"mkdir", {2, 2}},    {"put", {3, 3}},  {"rm", {2, 3}},     {"mv", {3, 3}},   {"ln", {3, 4}},
-      {"chmod", {3, 3}}, {"setfattr", {4, 6}}, {"sync", {1, 1}}, {"import", {3, 3}},
-  };
-  auto arity = kArity.find(cmd);
-  if (arity == kArity.end() || args.size() < arity->second.first || args.size() > arity->second.second) {
-    std::fputs(kUsage, stderr);
-    return 2;
-  }
+  if (!ArityOk(args)) return Usage();
   // Where and as whom: each missing piece named (flags or CRFS_* variables).
   for (auto [value, what] : {std::pair{&o.ca, "--ca FILE (or CRFS_CA)"},
                              {&o.cert, "--cert FILE (or CRFS_CERT)"},
@@ -369,26 +490,7 @@ int main(int argc, char** argv) {
   o.port = static_cast<uint16_t>(std::stoul(port));
   auto conn = Connection::Open(o);
   if (!conn.ok()) return Fail(conn.status());
-  Connection& c = **conn;
-  if (cmd == "ping") {
-    auto r = c.Call(proto::Ping{});
-    if (!r.ok()) return Fail(r.status());
-    if (Status s = Connection::Check(r->back()); !s.ok()) return Fail(s);
-    std::printf("crfsd at %s: protocol %u, session %016" PRIx64 ", root %" PRIu64 ", generation %" PRIu64 "\n",
-                server.c_str(), c.hello().version, c.hello().session_id, c.hello().root_objectid, c.hello().generation);
-    return 0;
-  }
-  if (kChanges.count(cmd)) return Change(c, args);
-  if (cmd == "ls") return Ls(c, args.size() > 1 ? args[1] : "/");
-  if (cmd == "find") return Find(c, args.size() > 1 ? args[1] : "/");
-  if (cmd == "items") return Items(c, args[1]);
-  if (cmd == "stat") return Stat(c, args[1]);
-  if (cmd == "cat") return Copy(c, args[1], stdout);
-  // get: never overwrite a local file.
-  std::FILE* out = std::fopen(args[2].c_str(), "wbx");
-  if (!out) return Fail(Status(crfs::Code::kIo, args[2] + ": " + std::strerror(errno)));
-  int rc = Copy(c, args[1], out);
-  if (std::fclose(out) != 0 && rc == 0) rc = Fail(Status(crfs::Code::kIo, args[2] + ": close failed"));
-  if (rc != 0) std::remove(args[2].c_str());
-  return rc;
+  crfs::client::FileOps ops(conn->get());
+  if (args[0] == "shell") return Shell(**conn, ops, server);
+  return Run(**conn, ops, args, server);
 }

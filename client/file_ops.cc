@@ -58,11 +58,13 @@ proto::InodeItem NewInode(const proto::HelloReply& me, uint32_t mode, uint64_t s
   return i;
 }
 
-// Data ranges of `obj` for bytes [from, to) of `data`.
-void DataRanges(uint64_t obj, const std::vector<uint8_t>& data, size_t from, size_t to, std::vector<ItemRange>* out) {
+// Data ranges of `obj` for bytes [from, to) of `data`, which starts at file
+// offset `base`.
+void DataRanges(uint64_t obj, const std::vector<uint8_t>& data, size_t from, size_t to, std::vector<ItemRange>* out,
+                uint64_t base = 0) {
   for (size_t r = from; r < to; r += kRangeBytes) {
     const size_t r_end = std::min(to, r + kRangeBytes);
-    ItemRange range{{obj, CRFS_EXTENT_DATA_KEY, r}, {obj, CRFS_EXTENT_DATA_KEY, r_end - 1}, {}};
+    ItemRange range{{obj, CRFS_EXTENT_DATA_KEY, base + r}, {obj, CRFS_EXTENT_DATA_KEY, base + r_end - 1}, {}};
     for (size_t o = r; o < r_end; o += kExtentBytes) {
       const size_t n = std::min(r_end, o + kExtentBytes) - o;
       proto::ExtentData e;
@@ -70,7 +72,7 @@ void DataRanges(uint64_t obj, const std::vector<uint8_t>& data, size_t from, siz
       e.len = static_cast<uint32_t>(n);
       e.data.assign(data.begin() + static_cast<ptrdiff_t>(o), data.begin() + static_cast<ptrdiff_t>(o + n));
       e.csums = proto::DataBlockCrcs(e.data);
-      range.items.push_back(Item{{obj, CRFS_EXTENT_DATA_KEY, o}, std::move(e)});
+      range.items.push_back(Item{{obj, CRFS_EXTENT_DATA_KEY, base + o}, std::move(e)});
     }
     out->push_back(std::move(range));
   }
@@ -157,10 +159,13 @@ Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t
     frags.back().push_back(std::move(r));
     bytes += n;
   }
+  // Based on what the change read (the oldest generation of those reads),
+  // else on this object's last commit (or HELLO).
+  const uint64_t base = c_->view_generation() != 0 ? c_->view_generation() : generation_;
   const uint64_t id = c_->NewId();
   for (size_t i = 0; i < frags.size(); i++) {
     const bool last = i + 1 == frags.size();
-    proto::TransFrag f{static_cast<uint32_t>(i), last, flags, generation_, std::move(frags[i])};
+    proto::TransFrag f{static_cast<uint32_t>(i), last, flags, base, std::move(frags[i])};
     for (const auto& r : f.ranges) bytes_sent_ += EncodedRangeSize(r);
     bytes_sent_ += sizeof(struct crfs_header) + sizeof(struct crfs_msg_trans_frag);
     frames_sent_++;
@@ -171,6 +176,7 @@ Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t
     for (auto& fr : *replies) {
       if (auto* r = std::get_if<proto::TransReply>(&fr.msg)) {
         generation_ = r->generation;
+        c_->StartView();  // later reads of this change come after its commit
         return *r;
       }
     }
@@ -180,6 +186,7 @@ Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t
 }
 
 Status FileOps::Mkdir(const std::string& path, uint32_t mode) {
+  c_->StartView();  // what this change reads from here on is its base
   auto e = Find(path);
   if (!e.ok()) return e.status();
   if (e->obj) return Errno(EEXIST, path);
@@ -193,6 +200,7 @@ Status FileOps::Mkdir(const std::string& path, uint32_t mode) {
 }
 
 Status FileOps::Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode) {
+  c_->StartView();  // what this change reads from here on is its base
   auto e = Find(path);
   if (!e.ok()) return e.status();
   if (e->obj && e->type != CRFS_FT_REG_FILE) return Errno(e->type == CRFS_FT_DIR ? EISDIR : EEXIST, path);
@@ -232,7 +240,30 @@ Status FileOps::Put(const std::string& path, const std::vector<uint8_t>& data, u
   return Status::Ok();
 }
 
+Status FileOps::WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t>& data) {
+  c_->StartView();  // what this change reads from here on is its base
+  if (data.empty()) return Status::Ok();
+  if (offset > (1ull << 62) || data.size() > (1ull << 62) - offset) return Errno(EFBIG, "write past 2^62");
+  auto in = Inode(obj);
+  if (!in.ok()) return in.status();
+  if (!S_ISREG(in->mode)) return Errno(S_ISDIR(in->mode) ? EISDIR : EINVAL, "objectid " + std::to_string(obj));
+  for (size_t done = 0; done < data.size();) {
+    const size_t end = std::min(data.size(), done + kTransactionBytes);
+    std::vector<ItemRange> ranges;
+    if (offset + end > in->size) {  // grows: the size is the client's to state
+      in->size = offset + end;
+      ranges.push_back(ItemRange{
+          {obj, CRFS_INODE_ITEM_KEY, 0}, {obj, CRFS_INODE_ITEM_KEY, 0}, {Item{{obj, CRFS_INODE_ITEM_KEY, 0}, *in}}});
+    }
+    DataRanges(obj, data, done, end, &ranges, offset);
+    CRFS_RETURN_IF_ERROR(Commit(std::move(ranges)).status());
+    done = end;
+  }
+  return Status::Ok();
+}
+
 Status FileOps::Remove(const std::string& path) {
+  c_->StartView();  // what this change reads from here on is its base
   auto e = Find(path);
   if (!e.ok()) return e.status();
   if (!e->obj) return Errno(ENOENT, path);
@@ -249,6 +280,7 @@ Status FileOps::Remove(const std::string& path) {
 }
 
 Status FileOps::RemoveTree(const std::string& path) {
+  c_->StartView();  // what this change reads from here on is its base
   auto e = Find(path);
   if (!e.ok()) return e.status();
   if (!e->obj) return Errno(ENOENT, path);
@@ -305,6 +337,7 @@ Status FileOps::RemoveTree(const std::string& path) {
 }
 
 Status FileOps::Rename(const std::string& from, const std::string& to) {
+  c_->StartView();  // what this change reads from here on is its base
   auto a = Find(from);
   if (!a.ok()) return a.status();
   if (!a->obj) return Errno(ENOENT, from);
@@ -328,6 +361,7 @@ Status FileOps::Rename(const std::string& from, const std::string& to) {
 }
 
 Status FileOps::Link(const std::string& existing, const std::string& path) {
+  c_->StartView();  // what this change reads from here on is its base
   auto a = Find(existing);
   if (!a.ok()) return a.status();
   if (!a->obj) return Errno(ENOENT, existing);
@@ -341,6 +375,7 @@ Status FileOps::Link(const std::string& existing, const std::string& path) {
 }
 
 Status FileOps::Symlink(const std::string& target, const std::string& path) {
+  c_->StartView();  // what this change reads from here on is its base
   auto e = Find(path);
   if (!e.ok()) return e.status();
   if (e->obj) return Errno(EEXIST, path);
@@ -360,6 +395,7 @@ Status FileOps::Symlink(const std::string& target, const std::string& path) {
 }
 
 Status FileOps::Chmod(const std::string& path, uint32_t mode) {
+  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
   auto in = Inode(*obj);
@@ -370,6 +406,7 @@ Status FileOps::Chmod(const std::string& path, uint32_t mode) {
 }
 
 Status FileOps::SetXattr(const std::string& path, const std::string& name, const std::string& value) {
+  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
   auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
@@ -387,6 +424,7 @@ Status FileOps::SetXattr(const std::string& path, const std::string& name, const
 }
 
 Status FileOps::RemoveXattr(const std::string& path, const std::string& name) {
+  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
   auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
@@ -427,6 +465,7 @@ struct LocalObject {
 
 Status FileOps::Import(const std::string& local, const std::string& path, size_t batch, uint64_t* objects,
                        uint64_t* transactions) {
+  c_->StartView();  // what this change reads from here on is its base
   *objects = *transactions = 0;
   auto top = Find(path);
   if (!top.ok()) return top.status();

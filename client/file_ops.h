@@ -30,6 +30,9 @@ class FileOps {
   Status Mkdir(const std::string& path, uint32_t mode = 0755);
   // Creates `path` (or replaces the contents of an existing regular file).
   Status Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode = 0644);
+  // Writes `data` at `offset` of regular file `obj` (by objectid: also one
+  // held open whose last name is gone), growing it if it ends past its size.
+  Status WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t>& data);
   Status Remove(const std::string& path);  // a file, symlink or empty directory
   Status RemoveTree(const std::string& path);
   Status Rename(const std::string& from, const std::string& to);  // replaces a file or empty directory

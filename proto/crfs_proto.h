@@ -121,7 +121,7 @@ struct crfs_header {
 } CRFS_PACKED;
 
 enum crfs_msg_type {
-	CRFS_MSG_FINAL_REPLY = 1,  /* s->c: payload: optional error text */
+	CRFS_MSG_FINAL_REPLY = 1,  /* s->c: crfs_msg_final_reply + optional error text */
 	CRFS_MSG_ITEM_QUERY = 2,   /* c->s: struct crfs_msg_item_query */
 	CRFS_MSG_ITEM_RANGE = 3,   /* s->c: one struct crfs_item_range */
 	CRFS_MSG_LOCK = 4,         /* c->s: struct crfs_msg_lock */
@@ -140,8 +140,19 @@ enum crfs_msg_type {
 	CRFS_MSG_SYNC = 17,        /* c->s: empty payload */
 	CRFS_MSG_DURABLE = 18,     /* s->c: struct crfs_msg_durable */
 	CRFS_MSG_TREE_QUERY = 19,  /* c->s: struct crfs_msg_tree_query */
-	CRFS_MSG_TYPE_MAX = 19,
+	CRFS_MSG_OPEN = 20,        /* c->s: struct crfs_msg_open */
+	CRFS_MSG_CLOSE = 21,       /* c->s: struct crfs_msg_close */
+	CRFS_MSG_TYPE_MAX = 21,
 };
+
+/* FINAL_REPLY: the tenant's generation when the request was answered (0
+ * before HELLO), then optional human-readable detail (UTF-8, no NUL, at most
+ * CRFS_MAX_ERROR_TEXT bytes). Everything a query's replies showed was
+ * current at that generation, so a client bases a transaction on it
+ * (crfs_msg_trans_frag.base_generation). */
+struct crfs_msg_final_reply {
+	__le64 generation;
+} CRFS_PACKED;
 
 /* ------------------------------------------------------------------------ */
 /* Item ranges                                                               */
@@ -333,6 +344,30 @@ struct crfs_msg_tree_query {
 	__le32 reserved; /* 0 */
 } CRFS_PACKED;
 
+/* OPEN: the session holds object `objectid` (a regular file or directory)
+ * open until CLOSE or the session's end. While it does, removing the
+ * object's last name (by any session) does not destroy it: crfsd keeps it,
+ * and sessions that hold it can still query it, read it (CRFS_OPEN_READ)
+ * and change it (CRFS_OPEN_WRITE) by objectid; others get ENOENT. Holding
+ * is not counted: OPEN of an object the session holds adds the access
+ * asked for. Replies: FINAL_REPLY. */
+struct crfs_msg_open {
+	__le64 objectid;
+	__le32 flags;    /* CRFS_OPEN_*, at least one */
+	__le32 reserved; /* 0 */
+} CRFS_PACKED;
+
+#define CRFS_OPEN_READ 0x01
+#define CRFS_OPEN_WRITE 0x02
+#define CRFS_OPEN_ALL (CRFS_OPEN_READ | CRFS_OPEN_WRITE)
+
+/* CLOSE: the session no longer holds `objectid` open; an object without
+ * names that nobody holds any more is destroyed. Replies: FINAL_REPLY (EBADF
+ * if the session did not hold it). */
+struct crfs_msg_close {
+	__le64 objectid;
+} CRFS_PACKED;
+
 /* HELLO: the first request of every session. Followed by cap_len bytes of
  * capability token (opaque to this layer; authd/ defines it). */
 struct crfs_msg_hello {
@@ -427,6 +462,7 @@ struct crfs_msg_snapshot {
 #endif
 
 CRFS_STATIC_ASSERT(sizeof(struct crfs_key) == 17, "crfs_key");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_final_reply) == 8, "final_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_header) == 24, "crfs_header");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_item) == 25, "crfs_item");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_item_range) == 42, "crfs_item_range");
@@ -442,6 +478,8 @@ CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_trans_reply) == 16, "trans_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_trans_map_entry) == 16, "map_entry");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_durable) == 8, "durable");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_tree_query) == 16, "tree_query");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_open) == 16, "open");
+CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_close) == 8, "close");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello) == 20, "hello");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_hello_reply) == 48, "hello_reply");
 CRFS_STATIC_ASSERT(sizeof(struct crfs_msg_lock) == 35, "lock");

@@ -31,6 +31,7 @@ Status CheckKeyOrder(const Key& min, const Key& max, const char* what) {
 // ---- readers: one per message type; each must consume the whole payload.
 
 Status Read(Reader* r, FinalReply* m) {
+  CRFS_RETURN_IF_ERROR(r->Le64(&m->generation, "final reply generation"));
   if (r->remaining() > CRFS_MAX_ERROR_TEXT) {
     return Bad(Code::kTooLarge, "final reply text of " + std::to_string(r->remaining()) + " bytes");
   }
@@ -235,6 +236,31 @@ Status Read(Reader* r, TransReply* m) {
 
 Status Read(Reader* r, Durable* m) { return r->Le64(&m->generation, "durable generation"); }
 
+// An object a client may name: a real objectid (not provisional, not 0).
+Status RealObjectid(uint64_t id, const char* what) {
+  if (id == 0 || id >= CRFS_PROVISIONAL_FIRST) {
+    return Bad(Code::kBadValue, std::string(what) + " " + std::to_string(id) + " is not an object's");
+  }
+  return Status::Ok();
+}
+
+Status Read(Reader* r, Open* m) {
+  uint32_t reserved = 0;
+  CRFS_RETURN_IF_ERROR(r->Le64(&m->objectid, "open objectid"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&m->flags, "open flags"));
+  CRFS_RETURN_IF_ERROR(r->Le32(&reserved, "open reserved"));
+  if (reserved != 0) return Bad(Code::kBadValue, "open reserved field set");
+  if (m->flags == 0 || (m->flags & ~uint32_t{CRFS_OPEN_ALL})) {
+    return Bad(Code::kBadValue, "open flags " + std::to_string(m->flags) + " not a non-empty set of CRFS_OPEN_*");
+  }
+  return RealObjectid(m->objectid, "open objectid");
+}
+
+Status Read(Reader* r, Close* m) {
+  CRFS_RETURN_IF_ERROR(r->Le64(&m->objectid, "close objectid"));
+  return RealObjectid(m->objectid, "close objectid");
+}
+
 Status Read(Reader* r, TreeQuery* m) {
   uint32_t reserved = 0;
   CRFS_RETURN_IF_ERROR(r->Le64(&m->objectid, "tree query objectid"));
@@ -252,6 +278,7 @@ Status Read(Reader* r, TreeQuery* m) {
 
 Status Write(Writer* w, const FinalReply& m) {
   if (m.text.size() > CRFS_MAX_ERROR_TEXT) return Bad(Code::kInvalidArgument, "final reply text too long");
+  w->Le64(m.generation);
   w->Put(m.text);
   return Status::Ok();
 }
@@ -394,6 +421,18 @@ Status Write(Writer* w, const TreeQuery& m) {
   return Status::Ok();
 }
 
+Status Write(Writer* w, const Open& m) {
+  w->Le64(m.objectid);
+  w->Le32(m.flags);
+  w->Le32(0);
+  return Status::Ok();
+}
+
+Status Write(Writer* w, const Close& m) {
+  w->Le64(m.objectid);
+  return Status::Ok();
+}
+
 // Builds a Message holding alternative `I`, and decodes into it.
 template <size_t I>
 Status ReadAlternative(Reader* r, Message* out) {
@@ -502,6 +541,8 @@ const char* MessageTypeName(uint16_t type) {
       "CRFS_MSG_SYNC",
       "CRFS_MSG_DURABLE",
       "CRFS_MSG_TREE_QUERY",
+      "CRFS_MSG_OPEN",
+      "CRFS_MSG_CLOSE",
   };
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == CRFS_MSG_TYPE_MAX + 1);
   return type <= CRFS_MSG_TYPE_MAX ? kNames[type] : "?";

@@ -149,7 +149,8 @@ struct ItemRange {
 // ---- messages, in message-type order (variant index + 1 == type) -------
 
 struct FinalReply {
-  std::string text;  // optional detail; the status is Frame::info
+  std::string text;         // optional detail; the status is Frame::info
+  uint64_t generation = 0;  // the tenant's when answered (crfs_msg_final_reply)
   bool operator==(const FinalReply&) const = default;
 };
 struct ItemQuery {
@@ -254,9 +255,19 @@ struct TreeQuery {
   bool operator==(const TreeQuery&) const = default;
 };
 
+struct Open {
+  uint64_t objectid = 0;
+  uint32_t flags = 0;  // CRFS_OPEN_*
+  bool operator==(const Open&) const = default;
+};
+struct Close {
+  uint64_t objectid = 0;
+  bool operator==(const Close&) const = default;
+};
+
 using Message =
     std::variant<FinalReply, ItemQuery, ItemRange, Lock, Grant, TransFrag, Revoke, Release, Hello, HelloReply, DataRead,
-                 Data, DataWrite, Snapshot, Ping, TransReply, Sync, Durable, TreeQuery>;
+                 Data, DataWrite, Snapshot, Ping, TransReply, Sync, Durable, TreeQuery, Open, Close>;
 static_assert(std::variant_size_v<Message> == CRFS_MSG_TYPE_MAX);
 
 inline uint16_t MessageType(const Message& m) { return static_cast<uint16_t>(m.index() + 1); }

@@ -137,6 +137,7 @@ struct Printer {
   }
 
   void operator()(const FinalReply& m) {
+    Line(2, Printf("final-reply generation %" PRIu64, m.generation));
     if (!m.text.empty()) Line(2, "text " + Quote(m.text, CRFS_MAX_ERROR_TEXT));
   }
   void operator()(const ItemQuery& m) {
@@ -197,6 +198,13 @@ struct Printer {
   void operator()(const TreeQuery& m) {
     Line(2, "tree-query " + FormatKey(Key{m.objectid, CRFS_INODE_ITEM_KEY, 0}) + Printf(" bytes %u", m.bytes));
   }
+  void operator()(const Open& m) {
+    std::string flags;
+    if (m.flags & CRFS_OPEN_READ) flags += "READ";
+    if (m.flags & CRFS_OPEN_WRITE) flags += flags.empty() ? "WRITE" : "|WRITE";
+    Line(2, "open " + FormatKey(Key{m.objectid, CRFS_INODE_ITEM_KEY, 0}) + " flags " + flags);
+  }
+  void operator()(const Close& m) { Line(2, "close " + FormatKey(Key{m.objectid, CRFS_INODE_ITEM_KEY, 0})); }
 };
 
 }  // namespace

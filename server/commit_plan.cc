@@ -449,6 +449,14 @@ struct Planner {
     }
     if (auto e = Current(id, &cur); e.err) return e;
     const bool is_dir = S_ISDIR(cur->mode);
+    // An object without names: removed while a session holds it open, and
+    // reached through that session. Its data and attributes may change;
+    // names and entries it cannot get back (link(2) of an unlinked file
+    // fails too).
+    const bool nameless = id != CRFS_ROOT_OBJECTID && cur->nlink == 0;
+    if (nameless && (!o.removed.empty() || !o.added.empty() || entry_changes.count(id))) {
+      return Err(ENOENT, O(id) + " has no name (removed while open): it gets no names or entries");
+    }
     if (!o.removed.empty() || !o.added.empty()) {
       if (id == CRFS_ROOT_OBJECTID) return Err(EPERM, "the root directory has no name to change");
       if (auto e = Stale(id); e.err) return e;
@@ -459,11 +467,13 @@ struct Planner {
         return Err(EINVAL, O(slot.dir) + ": entry '" + slot.name + "' does not name " + O(id) + "'s type");
       }
     }
-    const int64_t names =
-        static_cast<int64_t>(is_dir ? 1 : cur->nlink) + static_cast<int64_t>(o.added.size() - o.removed.size());
+    const int64_t names = nameless ? 0
+                                   : static_cast<int64_t>(is_dir ? 1 : cur->nlink) +
+                                         static_cast<int64_t>(o.added.size() - o.removed.size());
     if (id != CRFS_ROOT_OBJECTID && is_dir && names > 1) return Err(EPERM, O(id) + ": a directory has one name");
     if (names < 0) return Err(EINVAL, O(id) + ": loses more names than it has");
-    o.deleted = id != CRFS_ROOT_OBJECTID && names == 0;
+    o.deleted = id != CRFS_ROOT_OBJECTID && names == 0 && !nameless;
+    if (o.inode_removed && nameless) return Err(EINVAL, O(id) + ": INODE_ITEM removed: CLOSE ends an unnamed object");
     if (o.inode_removed && !o.deleted) return Err(EINVAL, O(id) + ": INODE_ITEM removed, but the object keeps a name");
     if (o.deleted && is_dir) {
       // Its entries now: from the listing this plan already read (rm -r

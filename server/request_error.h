@@ -4,6 +4,8 @@
 // Value type; thread-safe.
 #pragma once
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace crfs::server {
@@ -12,5 +14,17 @@ struct RequestError {
   int err = 0;
   std::string text;
 };
+
+// Sets *err and returns false (for `return Fail(...)` in bool functions).
+inline bool Fail(RequestError* err, int e, std::string text) {
+  err->err = e;
+  err->text = std::move(text);
+  return false;
+}
+// Fail with the current errno: "what: strerror(errno)".
+inline bool Errno(RequestError* err, const std::string& what) {
+  const int e = errno;
+  return Fail(err, e, what + ": " + std::strerror(e));
+}
 
 }  // namespace crfs::server

@@ -55,6 +55,8 @@ const Session::Route& Session::RouteFor(uint16_t type) {
       /* SYNC        */ {Allowed::kAfterHello, &Session::OnSync},
       /* DURABLE     */ {Allowed::kNever, nullptr},
       /* TREE_QUERY  */ {Allowed::kAfterHello, &Session::OnTreeQuery},
+      /* OPEN        */ {Allowed::kAfterHello, &Session::OnOpen},
+      /* CLOSE       */ {Allowed::kAfterHello, &Session::OnClose},
   };
   static_assert(sizeof(kRoutes) / sizeof(kRoutes[0]) == CRFS_MSG_TYPE_MAX);
   return kRoutes[type - 1];
@@ -70,6 +72,7 @@ Session::Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t se
 
 Session::~Session() {
   if (tenant_) {
+    tenant_->CloseAllHeld(serial_);
     Log(LogLevel::kInfo, "session %llu ended: %s (tenant %s client %s, %llu frames in, %llu out)",
         static_cast<unsigned long long>(serial_), end_reason_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
         static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
@@ -247,7 +250,8 @@ bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
     // Our own reply does not encode: a server bug, reported to the client.
     Log(LogLevel::kError, "session %llu: cannot encode reply: %s", static_cast<unsigned long long>(serial_),
         bytes.status().ToString().c_str());
-    bytes = proto::EncodeFrame(Frame{id, EIO, proto::FinalReply{"server could not encode its reply"}});
+    bytes = proto::EncodeFrame(
+        Frame{id, EIO, proto::FinalReply{"server could not encode its reply", tenant_ ? tenant_->Generation() : 0}});
     if (!bytes.ok()) {
       End("reply encoding failed");
       return false;
@@ -259,7 +263,8 @@ bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
 }
 
 void Session::Final(uint64_t id, int err, const std::string& text) {
-  Send(id, static_cast<uint32_t>(err), proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT)});
+  Send(id, static_cast<uint32_t>(err),
+       proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT), tenant_ ? tenant_->Generation() : 0});
 }
 
 void Session::ProtocolError(const std::string& why, const std::optional<proto::Header>& header) {
@@ -323,7 +328,7 @@ void Session::OnItemQuery(const Frame& f) {
   q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
   std::vector<proto::ItemRange> ranges;
   RequestError err;
-  if (!tenant_->Query(q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  if (!tenant_->Query(serial_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
   SendRanges(f.id, std::move(ranges));
 }
 
@@ -349,7 +354,7 @@ void Session::OnDataRead(const Frame& f) {
   static_assert(CRFS_MIN_PAYLOAD >= sizeof(struct crfs_msg_data) + CRFS_MAX_DATA_BYTES + 4 * 16);
   std::vector<proto::Data> data;
   RequestError err;
-  if (!tenant_->Read(r, &data, &err)) return Final(f.id, err.err, err.text);
+  if (!tenant_->Read(serial_, r, &data, &err)) return Final(f.id, err.err, err.text);
   for (auto& d : data) {
     if (!Send(f.id, 0, std::move(d))) return;
   }
@@ -375,7 +380,7 @@ void Session::OnTransFrag(const Frame& f) {
   Answer a;
   err = ValidateTransaction(t, tenant_->ids());
   CommitResult result;
-  if (err.err == 0 && tenant_->Commit(t, credentials_, &result, &err)) {
+  if (err.err == 0 && tenant_->Commit(t, serial_, credentials_, &result, &err)) {
     a.reply.generation = result.generation;
     a.reply.flags = CRFS_TRANS_R_APPLIED | (result.durable ? CRFS_TRANS_R_DURABLE : 0);
     a.reply.map = std::move(result.map);
@@ -411,6 +416,20 @@ void Session::OnSync(const Frame& f) {
   if (!tenant_->Sync(&generation, &err)) return Final(f.id, err.err, err.text);
   if (awaiting_durable_ <= generation) awaiting_durable_ = 0;
   if (!Send(f.id, 0, proto::Durable{generation})) return;
+  Final(f.id, 0);
+}
+
+void Session::OnOpen(const Frame& f) {
+  const auto& m = std::get<proto::Open>(f.msg);
+  RequestError err;
+  if (!tenant_->HoldOpen(serial_, credentials_, m.objectid, m.flags, &err)) return Final(f.id, err.err, err.text);
+  Final(f.id, 0);
+}
+
+void Session::OnClose(const Frame& f) {
+  const auto& m = std::get<proto::Close>(f.msg);
+  RequestError err;
+  if (!tenant_->CloseHeld(serial_, m.objectid, &err)) return Final(f.id, err.err, err.text);
   Final(f.id, 0);
 }
 

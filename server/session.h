@@ -83,6 +83,8 @@ class Session {
   void OnTreeQuery(const proto::Frame& f);
   void OnTransFrag(const proto::Frame& f);
   void OnSync(const proto::Frame& f);
+  void OnOpen(const proto::Frame& f);
+  void OnClose(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);
 
   // Queues a reply; false if it could not be encoded (the request has then

@@ -24,13 +24,6 @@ namespace {
 
 constexpr uint64_t kCompactJournalBytes = 64ull << 20;
 
-bool Fail(RequestError* err, int e, std::string text) {
-  err->err = e;
-  err->text = std::move(text);
-  return false;
-}
-bool Errno(RequestError* err, const std::string& what) { return Fail(err, errno, what + ": " + strerror(errno)); }
-
 const char* KindName(Op::Kind k) {
   static const char* const kNames[] = {"?",     "create",   "link",  "rename", "exchange", "unlink",      "write",
                                        "punch", "truncate", "chown", "chmod",  "setxattr", "removexattr", "settimes"};
@@ -478,7 +471,9 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
   return true;
 }
 
-bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, CommitResult* result, RequestError* err) {
+bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, CommitResult* result,
+                         RequestError* err) {
+  Acting acting(this, session);
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
   // The tenant's root acts as root in its tree; root squash makes it nobody.
@@ -489,6 +484,7 @@ bool TenantStore::Commit(const Transaction& t, const ClientCredentials& who, Com
   if (err->err != 0) return false;
   const auto planned = std::chrono::steady_clock::now();
   if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
+  if (!PrepareHeld(plan, err)) return false;
   const uint64_t gen = Generation() + 1;
 
   std::map<uint64_t, uint64_t> made;

@@ -33,12 +33,6 @@ using proto::Key;
 constexpr uint64_t kResolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
 constexpr int kMaxDepth = 4096;
 
-bool Fail(RequestError* err, int e, std::string text) {
-  err->err = e;
-  err->text = std::move(text);
-  return false;
-}
-
 uint8_t FileTypeFromDirent(unsigned char d_type) {
   switch (d_type) {
     case DT_REG: return CRFS_FT_REG_FILE;
@@ -106,6 +100,9 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
 
 TenantStore::~TenantStore() {
   for (auto& [ino, fd] : dir_cache_) close(fd);
+  for (auto& [ino, h] : held_) {
+    if (h.fd >= 0) close(h.fd);
+  }
   close(root_fd_);
 }
 
@@ -163,6 +160,11 @@ int TenantStore::OpenObject(uint64_t ino, int flags, RequestError* err) {
   }
   auto it = table_.find(ino);
   if (it == table_.end()) {
+    if (KeptAccess(ino) != 0) {
+      int fd = fcntl(held_.at(ino).fd, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) Errno(err, "dup");
+      return fd;
+    }
     Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
     return -1;
   }
@@ -243,8 +245,13 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   uint8_t type = CRFS_FT_DIR;
   if (ino != CRFS_ROOT_OBJECTID) {
     auto it = table_.find(ino);
-    if (it == table_.end()) return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
-    type = it->second.type;
+    if (it != table_.end()) {
+      type = it->second.type;
+    } else if (KeptAccess(ino) != 0) {
+      type = held_.at(ino).type;  // no name any more, held open by this session
+    } else {
+      return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+    }
   }
   const int flags = type == CRFS_FT_DIR        ? O_RDONLY | O_DIRECTORY
                     : type == CRFS_FT_REG_FILE ? O_RDONLY | O_NONBLOCK | O_NOCTTY
@@ -305,7 +312,9 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
     for (auto& [hash, x] : xattrs) items->push_back(Item{{ino, CRFS_XATTR_ITEM_KEY, hash}, std::move(x)});
   }
 
-  if (is_dir && (wanted(CRFS_DIR_ITEM_KEY) || wanted(CRFS_DIR_INDEX_KEY)) && !DirItems(io.fd, ino, items, err)) {
+  // A removed directory (held open: no links) has no entries to list.
+  if (is_dir && sx.stx_nlink > 0 && (wanted(CRFS_DIR_ITEM_KEY) || wanted(CRFS_DIR_INDEX_KEY)) &&
+      !DirItems(io.fd, ino, items, err)) {
     return false;
   }
 
@@ -353,7 +362,9 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   return true;
 }
 
-bool TenantStore::Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err) {
+bool TenantStore::Query(uint64_t session, const proto::ItemQuery& q, std::vector<proto::ItemRange>* out,
+                        RequestError* err) {
+  Acting acting(this, session);
   const uint64_t ino = q.key.objectid;
   if (ino < CRFS_ROOT_OBJECTID || ino >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
   const Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
@@ -440,13 +451,23 @@ bool TenantStore::TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRa
   return true;
 }
 
-bool TenantStore::Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
+bool TenantStore::Read(uint64_t session, const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
+  Acting acting(this, session);
   if (r.objectid == CRFS_ROOT_OBJECTID) return Fail(err, EISDIR, "is a directory");
-  auto it = table_.find(r.objectid);
-  if (r.objectid >= CRFS_PROVISIONAL_FIRST || it == table_.end()) return Fail(err, ENOENT, "no such object");
+  if (r.objectid >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
+  uint8_t type = 0;
+  if (auto it = table_.find(r.objectid); it != table_.end()) {
+    type = it->second.type;
+  } else if (const uint32_t access = KeptAccess(r.objectid); access != 0) {
+    // No name any more: only the access this session opened it with.
+    if (!(access & CRFS_OPEN_READ)) return Fail(err, EBADF, "open only for writing");
+    type = held_.at(r.objectid).type;
+  } else {
+    return Fail(err, ENOENT, "no such object");
+  }
   // Only regular files are opened for reading (see ItemsOf).
-  if (it->second.type == CRFS_FT_DIR) return Fail(err, EISDIR, "is a directory");
-  if (it->second.type != CRFS_FT_REG_FILE) return Fail(err, EINVAL, "not a regular file");
+  if (type == CRFS_FT_DIR) return Fail(err, EISDIR, "is a directory");
+  if (type != CRFS_FT_REG_FILE) return Fail(err, EINVAL, "not a regular file");
   Fd fd(OpenObject(r.objectid, O_RDONLY | O_NONBLOCK | O_NOCTTY, err));
   if (fd.fd < 0) return false;
   struct stat st;

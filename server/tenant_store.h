@@ -14,6 +14,15 @@
 // else is ENOENT, as is anything on another device (a nested subvolume or
 // snapshot) or an object whose number changed under us (renamed/replaced).
 //
+// Sessions may hold objects open (OPEN/CLOSE, docs/protocol.md §8). Before
+// a transaction removes a name of a held object, the store opens it and
+// keeps that fd until the last holder closes it, so an object that lost its
+// last name lives on (btrfs keeps an unlinked inode while an fd refers to
+// it; a crash of crfsd drops it, with the sessions that held it). Such an
+// object is reachable by objectid only for the sessions that hold it.
+// Requests say which session they come from (the `session` arguments: the
+// session's serial number).
+//
 // Items are synthesized from the live file system on each query (statx,
 // getdents64, listxattr, SEEK_DATA/SEEK_HOLE, readlink) in btrfs key order;
 // uids and gids go out as tenant ids through the tenant's IdMap.
@@ -29,6 +38,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "proto/messages.h"
@@ -75,7 +85,8 @@ class TenantStore : public TreeView {
   // operation fails midway (the tree was changed behind crfsd's back, the
   // disk is full, a permission rule the pre-check does not model), the
   // transaction is partly applied: EIO, logged as an error.
-  bool Commit(const Transaction& t, const ClientCredentials& who, CommitResult* result, RequestError* err);
+  bool Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, CommitResult* result,
+              RequestError* err);
   // Makes everything committed durable (syncfs) and returns the generation.
   bool Sync(uint64_t* generation, RequestError* err);
 
@@ -90,7 +101,7 @@ class TenantStore : public TreeView {
   // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one
   // item), together at most
   // kMaxQueryReply bytes. Only q.key.objectid is answered (protocol.md §7).
-  bool Query(const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
+  bool Query(uint64_t session, const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
 
   // Answers a TREE_QUERY: the DIR_INDEX ranges of directory q.objectid and
   // of the directories below it, breadth first, each range at most q.bytes
@@ -99,7 +110,22 @@ class TenantStore : public TreeView {
   bool TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
 
   // Answers a DATA_READ: zero DATA replies at or past end of file.
-  bool Read(const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err);
+  bool Read(uint64_t session, const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err);
+
+  // OPEN: `session`, acting as `who`, holds `ino` (a regular file or
+  // directory the tenant was shown) with CRFS_OPEN_* `flags`, if `who` may
+  // open it so (read/write permission; EISDIR for writing a directory).
+  // EMFILE past kMaxHeldPerSession objects.
+  bool HoldOpen(uint64_t session, const ClientCredentials& who, uint64_t ino, uint32_t flags, RequestError* err);
+  // CLOSE: EBADF if `session` does not hold `ino`. The last holder's close
+  // of an object without names destroys it.
+  bool CloseHeld(uint64_t session, uint64_t ino, RequestError* err);
+  // The session ended: it holds nothing any more.
+  void CloseAllHeld(uint64_t session);
+  static constexpr size_t kMaxHeldPerSession = 1024;
+  // Held objects whose fds the store keeps (one per object), per tenant: a
+  // transaction that would need more is refused (EMFILE), nothing changed.
+  static constexpr size_t kMaxKept = 4096;
 
   static constexpr size_t kMaxQueryReply = 8 << 20;
   // Bounds on the work and memory of one query, whatever the object: items
@@ -141,8 +167,18 @@ class TenantStore : public TreeView {
   void Forget(uint64_t ino, uint64_t dir, const std::string& name);
 
   // Opens objectid `ino` with `flags` (O_PATH, O_RDONLY, ...), verified to be
-  // that inode on the tenant's device. Returns -1 with *err set.
+  // that inode on the tenant's device; an object that has no name the store
+  // knows but is kept for the acting session: a dup of the kept fd (its
+  // access mode, whatever `flags` ask). Returns -1 with *err set.
   int OpenObject(uint64_t ino, int flags, RequestError* err);
+  // The CRFS_OPEN_* access with which the acting session holds `ino` if the
+  // store keeps it without a known name; 0 otherwise.
+  uint32_t KeptAccess(uint64_t ino) const;
+  // Before `plan` runs (with crfsd's own rights): refuses changes to kept
+  // objects the acting session holds without CRFS_OPEN_WRITE (EBADF), then
+  // keeps an fd of every held object a kUnlink of the plan may leave without
+  // a name (EMFILE past kMaxKept). Nothing changed on refusal.
+  bool PrepareHeld(const Plan& plan, RequestError* err);
   // An O_PATH fd of directory `ino`, owned by the directory cache (do not
   // close it); -1 with *err set.
   int DirFd(uint64_t ino, int depth, RequestError* err);
@@ -170,6 +206,25 @@ class TenantStore : public TreeView {
   // subvolume (EXDEV), so a cached fd never reaches outside the tenant.
   std::unordered_map<uint64_t, int> dir_cache_;
   static constexpr size_t kDirCacheMax = 4096;
+
+  // Objects held open, by objectid; the objects each session holds.
+  struct Held {
+    std::unordered_map<uint64_t, uint32_t> sessions;  // session -> CRFS_OPEN_* flags
+    uint8_t type = 0;                                 // CRFS_FT_REG_FILE or CRFS_FT_DIR
+    int fd = -1;                                      // kept (O_RDWR or O_RDONLY), or -1
+  };
+  std::unordered_map<uint64_t, Held> held_;
+  std::unordered_map<uint64_t, std::unordered_set<uint64_t>> held_by_session_;
+  size_t kept_ = 0;
+  // The session whose request runs now (0: none, as during recovery).
+  uint64_t acting_session_ = 0;
+  struct Acting {  // sets acting_session_ for the span of one request
+    Acting(TenantStore* s, uint64_t session) : store(s) { store->acting_session_ = session; }
+    ~Acting() { store->acting_session_ = 0; }
+    Acting(const Acting&) = delete;
+    Acting& operator=(const Acting&) = delete;
+    TenantStore* store;
+  };
 };
 
 }  // namespace crfs::server

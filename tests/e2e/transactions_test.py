@@ -232,6 +232,185 @@ class Operations(unittest.TestCase):
         self.assertEqual([n for n in os.listdir(acme()) if n.startswith('.nfs')], [])
 
 
+class Shell:
+    """A `crfs shell` session kept open across other clients' actions. Each command is
+    followed by a `ping`, whose reply line marks the end of the command's output."""
+
+    def __init__(self, client='alice'):
+        crt, key = W().cert('acme', client)
+        self.errfile = open(W().path(f'shell-{client}.err'), 'w+')
+        self.p = subprocess.Popen([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'),
+                                   '--cert', crt, '--key', key, 'shell'], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.errfile, text=True)
+
+    def __call__(self, line):
+        """Runs `line`; returns (its standard output, the error lines it added)."""
+        errs_before = self.errors()
+        self.p.stdin.write(line + '\nping\n')
+        self.p.stdin.flush()
+        out = ''
+        while True:
+            chunk = self.p.stdout.readline()
+            if not chunk:
+                raise AssertionError(f'crfs shell ended: {self.errors()}')
+            if 'crfsd at ' in chunk:
+                out += chunk[:chunk.index('crfsd at ')]
+                return out, self.errors()[len(errs_before):]
+            out += chunk
+
+    def errors(self):
+        self.errfile.seek(0)
+        return self.errfile.read()
+
+    def close(self):
+        """Ends the session (standard input closed); returns the exit status."""
+        if self.p.poll() is None:
+            self.p.stdin.close()
+        rc = self.p.wait(timeout=30)
+        self.p.stdout.close()
+        self.errfile.close()
+        return rc
+
+
+def objectid(path):
+    out = crfs('stat', path).stdout
+    return int(out.split('Objectid: ')[1].split()[0])
+
+
+def crfsd_deleted_files():
+    """What crfsd's fds keep that has no name any more (an open object whose last name went)."""
+    fds = f'/proc/{W().crfsd.pid}/fd'
+    targets = []
+    for fd in os.listdir(fds):
+        try:
+            targets.append(os.readlink(os.path.join(fds, fd)))
+        except OSError:
+            pass
+    return [t for t in targets if t.endswith(' (deleted)')]
+
+
+class OpenFiles(unittest.TestCase):
+    """OPEN/CLOSE: a file unlinked while a session holds it open stays readable and writable by
+    objectid for that session (and no other), its directory can go, and there are no .nfs files;
+    CLOSE or the session's end destroys it (crfsd keeps no fd of it)."""
+
+    def put(self, path, data):
+        src = W().path('open-src')
+        with open(src, 'wb') as f:
+            f.write(data)
+        crfs('put', src, path)
+
+    def test_unlinked_while_open_stays_for_its_holder(self):
+        crfs('mkdir', '/held')
+        self.put('/held/file', b'hello world\n')
+        n = objectid('/held/file')
+        sh = Shell()
+        try:
+            out, err = sh('open /held/file rw')
+            self.assertEqual((out, err), (f'/held/file: objectid {n} open\n', ''))
+            # Another session removes the name and the directory: as on a local file system.
+            crfs('rm', '/held/file')
+            crfs('rm', '/held')
+            self.assertFalse(os.path.lexists(acme('held')))
+            self.assertEqual([x for x in os.listdir(acme()) if x.startswith('.nfs')], [])
+            self.assertEqual(len(crfsd_deleted_files()), 1)
+            # ... which cannot reach it any more,
+            r = crfs('cat', f'@{n}', check=False)
+            self.assertIn('ENOENT', r.stderr)
+            # ... while the holder reads, writes, grows and stats it by objectid.
+            self.assertEqual(sh(f'cat @{n}'), ('hello world\n', ''))
+            self.assertEqual(sh(f'write @{n} 6 there'), ('', ''))
+            self.assertEqual(sh(f'write @{n} 12 and more'), ('', ''))
+            self.assertEqual(sh(f'cat @{n}'), ('hello there\nand more', ''))
+            out, err = sh(f'stat @{n}')
+            self.assertIn('Links: 0', out)
+            self.assertIn('Size: 20', out)
+            # CLOSE: gone for good, and crfsd keeps nothing.
+            self.assertEqual(sh(f'close @{n}'), ('', ''))
+            self.assertEqual(crfsd_deleted_files(), [])
+            out, err = sh(f'cat @{n}')
+            self.assertIn('ENOENT', err)
+            out, err = sh(f'close @{n}')
+            self.assertIn('EBADF', err)
+        finally:
+            self.assertEqual(sh.close(), 1)  # the two refused commands
+
+    def test_session_end_closes_and_read_only_holders_do_not_write(self):
+        self.put('/ro-held', b'keep\n')
+        n = objectid('/ro-held')
+        sh = Shell()
+        try:
+            self.assertEqual(sh('open /ro-held r')[1], '')
+            crfs('rm', '/ro-held')
+            out, err = sh(f'write @{n} 0 x')
+            self.assertIn('EBADF', err)
+            self.assertEqual(sh(f'cat @{n}'), ('keep\n', ''))
+            # Adding write access later is checked like any open (the tenant's root may).
+            self.assertEqual(sh(f'open @{n} rw')[1], '')
+            self.assertEqual(sh(f'write @{n} 0 K'), ('', ''))
+            self.assertEqual(sh(f'cat @{n}'), ('Keep\n', ''))
+            self.assertEqual(len(crfsd_deleted_files()), 1)
+        finally:
+            self.assertEqual(sh.close(), 1)
+        # The session ended without CLOSE: crfsd let go of the object.
+        for _ in range(50):
+            if not crfsd_deleted_files():
+                break
+            import time
+            time.sleep(0.1)
+        self.assertEqual(crfsd_deleted_files(), [])
+
+    def test_seed_scenario_with_the_directory_open(self):
+        # mkdir dir; open dir; creat dir/file; unlink dir/file; rmdir dir - in one session.
+        sh = Shell()
+        try:
+            crfs('mkdir', '/seed-open')
+            n = objectid('/seed-open')
+            self.assertEqual(sh('open /seed-open')[1], '')
+            self.assertEqual(sh('put /dev/null /seed-open/file')[1], '')
+            self.assertEqual(sh('rm /seed-open/file')[1], '')
+            self.assertEqual(sh('rm /seed-open')[1], '')
+            self.assertFalse(os.path.lexists(acme('seed-open')))
+            out, err = sh(f'stat @{n}')
+            self.assertIn('Links: 0', out)
+            out, err = sh(f'open @{n} w')
+            self.assertIn('EISDIR', err)
+            out, err = sh(f'mkdir /x')  # still a working session
+            self.assertEqual(err, '')
+            crfs('rm', '/x')
+        finally:
+            self.assertEqual(sh.close(), 1)
+
+    def test_open_is_checked_as_the_user_and_bounded(self):
+        self.put('/private', b'root only\n')
+        os.chmod(acme('private'), 0o600)
+        carol = Shell('carol')
+        try:
+            out, err = carol('open /private r')
+            self.assertIn('EACCES', err)
+            out, err = carol('open / w')
+            self.assertIn('EISDIR', err)
+            out, err = carol('open /no-such-file')
+            self.assertIn('ENOENT', err)
+        finally:
+            self.assertEqual(carol.close(), 1)
+        # At most 1,024 objects held per session.
+        local = W().path('many')
+        os.mkdir(local)
+        for i in range(1025):
+            open(os.path.join(local, f'f{i}'), 'w').close()
+        crfs('import', local, '/many')
+        script = ''.join(f'open /many/f{i}\n' for i in range(1025))
+        crt, key = W().cert('acme', 'alice')
+        r = subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert',
+                            crt, '--key', key, 'shell'], input=script, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.stdout.count(' open\n'), 1024)
+        self.assertIn('EMFILE', r.stderr)
+        self.assertIn('line 1025 failed', r.stderr)
+        crfs('rm', '-r', '/many')
+
+
 class UsersInsideATenant(unittest.TestCase):
     """A certificate mapped to a tenant user (crfsd.json: clients.carol = uid 1000) acts as that
     user: the kernel checks every call with her ids, and crfsd checks the whole transaction
@@ -317,6 +496,8 @@ class Protocol(unittest.TestCase):
         new_gen, flags = struct.unpack_from('<QI', reply, 0)
         self.assertGreater(new_gen, gen)
         self.assertEqual(flags & 1, 1)  # APPLIED
+        # Every FINAL_REPLY says the generation it was answered at: here, the commit's.
+        self.assertEqual(struct.unpack_from('<Q', text, 0)[0], new_gen)
         ino = os.lstat(acme('some-dir')).st_ino
         # The same transaction again (a lost reply): the same answer, not applied twice.
         s.sendall(t)

@@ -24,7 +24,8 @@ expect "    range nr 1 min (256.d.0x8513b709) max (256.d.0x8513b709)"
 expect '    map p0 -> 258'
 expect "      iref index 3 len 8 name 'some-dir'"
 expect "  data ino 257 off 0 len 12 csums 1 [ok] data 'hello world\\x0a'"
-expect 'header id 6 info 116 bytes 66 type 1 [CRFS_MSG_FINAL_REPLY] ESTALE'
+expect 'header id 6 info 116 bytes 74 type 1 [CRFS_MSG_FINAL_REPLY] ESTALE'
+expect '  final-reply generation 8'
 grep -qF '17 frames' "$work/err" || fail "summary line missing"
 # The DIR_ITEM offset printed is btrfs's hash of the name.
 [ "$("$crfsctl" hash some-dir | cut -f1)" = $((0x8513b709)) ] || fail "hash of some-dir"
@@ -35,7 +36,7 @@ grep -qF '17 frames' "$work/err" || fail "summary line missing"
 # A capture cut in the middle of a frame: good frames print, then an error.
 head -c 300 "$work/session.cap" > "$work/cut.cap"
 if "$crfsctl" decode "$work/cut.cap" > "$work/cut.out" 2>&1; then fail "truncated capture decoded"; fi
-grep -q 'error at byte 219: frame truncated: 348 payload bytes announced, 57 present' "$work/cut.out" || { cat "$work/cut.out"; fail "no truncation error"; }
+grep -q 'error at byte 227: frame truncated: 348 payload bytes announced, 49 present' "$work/cut.out" || { cat "$work/cut.out"; fail "no truncation error"; }
 grep -qF '[CRFS_MSG_HELLO_REPLY]' "$work/cut.out" || fail "frames before the cut not printed"
 
 # A frame with a bad payload is reported and skipped; the rest still prints.

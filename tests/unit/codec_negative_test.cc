@@ -185,6 +185,43 @@ const Case kCases[] = {
        return Enc(Msg(TreeQuery{256, 0}));
      },
      Code::kBadValue, "tree query bytes 0"},
+    {"open without flags",
+     [] {
+       return Enc(Msg(Open{257, 0}));
+     },
+     Code::kBadValue, "open flags 0"},
+    {"open with unknown flags",
+     [] {
+       return Enc(Msg(Open{257, 4}));
+     },
+     Code::kBadValue, "open flags 4"},
+    {"open reserved set",
+     [] {
+       Buf b = Enc(Msg(Open{257, CRFS_OPEN_READ}));
+       b[b.size() - 1] = 1;
+       return b;
+     },
+     Code::kBadValue, "reserved"},
+    {"open of a provisional id",
+     [] {
+       return Enc(Msg(Open{CRFS_PROVISIONAL_FIRST, CRFS_OPEN_READ}));
+     },
+     Code::kBadValue, "is not an object's"},
+    {"open of objectid 0",
+     [] {
+       return Enc(Msg(Open{0, CRFS_OPEN_READ}));
+     },
+     Code::kBadValue, "is not an object's"},
+    {"close of a provisional id", [] { return Enc(Msg(Close{CRFS_PROVISIONAL_FIRST + 5})); }, Code::kBadValue,
+     "is not an object's"},
+    {"close cut short",
+     [] {
+       Buf b = Enc(Msg(Close{257}));
+       b.resize(b.size() - 1);
+       FixBytes(b);
+       return b;
+     },
+     Code::kTruncated, "close objectid"},
     {"tree query reserved set",
      [] {
        Buf b = Enc(Msg(TreeQuery{256, 100}));
@@ -218,6 +255,14 @@ const Case kCases[] = {
        return Enc(Msg(Revoke{1, CRFS_LOCK_WRITE}, 0));
      },
      Code::kBadValue, "write grant"},
+    {"final reply without its generation",
+     [] {
+       Buf b = Enc(Msg(FinalReply{}));
+       b.resize(b.size() - 3);
+       FixBytes(b);
+       return b;
+     },
+     Code::kTruncated, "final reply generation"},
     {"final reply text with NUL", [] { return Enc(Msg(FinalReply{std::string("a\0b", 3)})); }, Code::kBadValue, "NUL"},
     {"final reply text too long",
      [] {

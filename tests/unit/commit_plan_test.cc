@@ -229,6 +229,35 @@ TEST(PlanTransaction, XattrsAndDataBecomeOps) {
   EXPECT_REFUSED(PlanOf(tree, {ItemRange{s, s, {}}}), EINVAL, "symlink's target");
 }
 
+TEST(PlanTransaction, NamelessObjectsTakeWritesButNoNames) {
+  // 270: a file whose last name went while a session held it open (the
+  // store shows it to that session only): nlink 0, no INODE_REF.
+  FakeTree tree;
+  tree.objs[270].inode = NewInode(S_IFREG | 0644, 0, 5);
+  const Key k{270, CRFS_INODE_ITEM_KEY, 0};
+  const Key d{270, CRFS_EXTENT_DATA_KEY, 5};
+  proto::ExtentData e{0, CRFS_EXTENT_INLINE, 3, {}, {'a', 'b', 'c'}};
+  e.csums = proto::DataBlockCrcs(e.data);
+  proto::InodeItem in = tree.objs[270].inode;
+  in.size = 8;
+  auto o = PlanOf(tree, {ItemRange{k, k, {Item{k, in}}}, ItemRange{d, {270, CRFS_EXTENT_DATA_KEY, 7}, {Item{d, e}}}});
+  ASSERT_EQ(o.err.err, 0) << o.err.text;
+  ASSERT_LT(IndexOf(o.plan, Op::kWrite, 270), o.plan.ops.size());
+  EXPECT_EQ(o.plan.ops[IndexOf(o.plan, Op::kWrite, 270)].offset, 5u);
+  EXPECT_EQ(IndexOf(o.plan, Op::kUnlink, 270), ~size_t{0});
+  // No name back (link(2) of an unlinked file fails too).
+  EXPECT_REFUSED(PlanOf(tree, tree.Entry(256, "back", 270, CRFS_FT_REG_FILE, P0)), ENOENT, "has no name");
+  // Its INODE_ITEM is not the client's to drop, and its link count is 0.
+  EXPECT_REFUSED(PlanOf(tree, {ItemRange{k, k, {}}}), EINVAL, "CLOSE ends");
+  in.nlink = 1;
+  EXPECT_REFUSED(PlanOf(tree, {ItemRange{k, k, {Item{k, in}}}}), EINVAL, "nlink 1, the server computes 0");
+  // A removed directory held open gets no entries.
+  tree.objs[271].inode = NewInode(S_IFDIR | 0755, 0);
+  EXPECT_REFUSED(PlanOf(tree, Cat({tree.Entry(271, "x", P0, CRFS_FT_REG_FILE, P1),
+                                   {Whole(P0, {Item{{P0, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFREG | 0644)}})}})),
+                 ENOENT, "has no name");
+}
+
 TEST(PlanTransaction, RenamesSwapsAndCycles) {
   FakeTree tree;
   // Replace: /a/f over /h (which keeps its other name /a/h2).

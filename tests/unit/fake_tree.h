@@ -74,8 +74,9 @@ class FakeTree : public TreeView {
   }
   std::vector<Item> All(uint64_t ino) {
     Obj& o = objs.at(ino);
-    std::vector<Item> v{Item{{ino, CRFS_INODE_ITEM_KEY, 0}, o.inode},
-                        Item{{ino, CRFS_INODE_REF_KEY, o.parent}, proto::InodeRefs{{{2, o.name}}}}};
+    std::vector<Item> v{Item{{ino, CRFS_INODE_ITEM_KEY, 0}, o.inode}};
+    // An object without a parent has no name (unlinked while held open).
+    if (o.parent != 0) v.push_back(Item{{ino, CRFS_INODE_REF_KEY, o.parent}, proto::InodeRefs{{{2, o.name}}}});
     std::map<uint64_t, proto::Xattrs> x;
     for (const auto& [n, val] : o.xattrs) x[proto::BtrfsNameHash(n)].entries.push_back({n, val});
     for (auto& [h, e] : x) v.push_back(Item{{ino, CRFS_XATTR_ITEM_KEY, h}, e});

@@ -87,7 +87,7 @@ inline std::vector<Frame> SampleFrames() {
   static_cast<DataPayload&>(write) = SampleData();
   return {
       Frame{1, 0, FinalReply{}},
-      Frame{2, 2, FinalReply{"no such entry"}},
+      Frame{2, 2, FinalReply{"no such entry", 0x0000000100000007ull}},
       Frame{3, 0, ItemQuery{{256, 1, 0}, {256, 0, 0}, {256, 0xff, ~0ull}, 4028}},
       Frame{4, 0, SampleRange()},
       Frame{5, 0, Lock{a, b, CRFS_LOCK_WRITE}},
@@ -107,6 +107,8 @@ inline std::vector<Frame> SampleFrames() {
       Frame{17, 0, Sync{}},
       Frame{0, 0, Durable{43}},
       Frame{19, 0, TreeQuery{256, 1 << 16}},
+      Frame{20, 0, Open{257, CRFS_OPEN_READ | CRFS_OPEN_WRITE}},
+      Frame{21, 0, Close{257}},
   };
 }
 

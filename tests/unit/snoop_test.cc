@@ -65,9 +65,10 @@ TEST(Snoop, BadDataChecksumIsFlagged) {
 }
 
 TEST(Snoop, FinalReplyNamesTheErrno) {
-  Frame f{6, 17, FinalReply{"exists"}};
-  EXPECT_EQ(FormatFrame(f, 6),
-            "header id 6 info 17 bytes 6 type 1 [CRFS_MSG_FINAL_REPLY] EEXIST\n"
+  Frame f{6, 17, FinalReply{"exists", 7}};
+  EXPECT_EQ(FormatFrame(f, 14),
+            "header id 6 info 17 bytes 14 type 1 [CRFS_MSG_FINAL_REPLY] EEXIST\n"
+            "  final-reply generation 7\n"
             "  text 'exists'\n");
 }
 

@@ -53,7 +53,7 @@ std::vector<Frame> MkdirSession() {
   std::vector<Frame> f;
   f.push_back({1, 0, Hello{}});
   f.push_back({1, 0, HelloReply{CRFS_PROTO_VERSION, 0, CRFS_MAX_PAYLOAD, 30000, 0x5eed, kRoot, 7}});
-  f.push_back({1, 0, FinalReply{}});
+  f.push_back({1, 0, FinalReply{"", 7}});
 
   // Read the root directory: every item of objectid 256.
   f.push_back({2, 0, ItemQuery{{kRoot, 0, 0}, {kRoot, 0, 0}, {kRoot, 0xff, ~0ull}, 4028}});
@@ -64,7 +64,7 @@ std::vector<Frame> MkdirSession() {
                           Item{{kRoot, CRFS_INODE_REF_KEY, kRoot}, InodeRefs{{{0, ".."}}}},
                           DirItem(kRoot, CRFS_DIR_ITEM_KEY, hash_hello, kHello, CRFS_FT_REG_FILE, hello),
                           DirItem(kRoot, CRFS_DIR_INDEX_KEY, 2, kHello, CRFS_FT_REG_FILE, hello)}}});
-  f.push_back({2, 0, FinalReply{}});
+  f.push_back({2, 0, FinalReply{"", 7}});  // read at generation 7
 
   // mkdir some-dir: three authoritative ranges in one fragment.
   InodeItem new_dir = Inode(0, 1, 040755, 0);
@@ -84,7 +84,7 @@ std::vector<Frame> MkdirSession() {
                               Item{{kP0, CRFS_INODE_REF_KEY, kRoot}, InodeRefs{{{kP1, dir}}}}}}}};
   f.push_back({3, 0, mkdir});
   f.push_back({3, 0, TransReply{8, CRFS_TRANS_R_APPLIED, {{kP0, kNewDir}, {kP1, 3}}}});
-  f.push_back({3, 0, FinalReply{}});
+  f.push_back({3, 0, FinalReply{"", 8}});
 
   // Read the new directory back.
   f.push_back({4, 0, ItemQuery{{kNewDir, 0, 0}, {kNewDir, 0, 0}, {kNewDir, 0xff, ~0ull}, 4028}});
@@ -93,7 +93,7 @@ std::vector<Frame> MkdirSession() {
                          {kNewDir, 0xff, ~0ull},
                          {Item{{kNewDir, CRFS_INODE_ITEM_KEY, 0}, Inode(0, 1, 040755, 8)},
                           Item{{kNewDir, CRFS_INODE_REF_KEY, kRoot}, InodeRefs{{{3, dir}}}}}}});
-  f.push_back({4, 0, FinalReply{}});
+  f.push_back({4, 0, FinalReply{"", 8}});
 
   // Read hello.txt's data, checksummed per block.
   f.push_back({5, 0, DataRead{kHello, 0, 4096}});
@@ -102,12 +102,12 @@ std::vector<Frame> MkdirSession() {
   d.csums = DataBlockCrcs(data);
   d.data = data;
   f.push_back({5, 0, d});
-  f.push_back({5, 0, FinalReply{}});
+  f.push_back({5, 0, FinalReply{"", 8}});
 
   // The same mkdir again, still based on generation 7: the directory has
   // changed since (generation 8), so the server refuses it and nothing changes.
   f.push_back({6, 0, mkdir});
-  f.push_back({6, ESTALE, FinalReply{"range (256.d.0x8513b709): directory 256 changed after generation 7"}});
+  f.push_back({6, ESTALE, FinalReply{"range (256.d.0x8513b709): directory 256 changed after generation 7", 8}});
   return f;
 }
 
