@@ -1,6 +1,6 @@
 // tenant_open.cc - objects sessions hold open (OPEN/CLOSE), and the fds
 // that keep an open object alive after its last name is removed
-// (docs/protocol.md §8). See tenant_store.h.
+// (docs/protocol.md §7, OPEN / CLOSE). See tenant_store.h.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

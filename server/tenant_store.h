@@ -14,7 +14,7 @@
 // else is ENOENT, as is anything on another device (a nested subvolume or
 // snapshot) or an object whose number changed under us (renamed/replaced).
 //
-// Sessions may hold objects open (OPEN/CLOSE, docs/protocol.md §8). Before
+// Sessions may hold objects open (OPEN/CLOSE, docs/protocol.md §7). Before
 // a transaction removes a name of a held object, the store opens it and
 // keeps that fd until the last holder closes it, so an object that lost its
 // last name lives on (btrfs keeps an unlinked inode while an fd refers to
