@@ -160,7 +160,7 @@ Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t
     bytes += n;
   }
   // Based on what the change read (the oldest generation of those reads),
-  // else on this object's last commit (or HELLO).
+  // else on the last commit of this FileOps (or HELLO).
   const uint64_t base = c_->view_generation() != 0 ? c_->view_generation() : generation_;
   const uint64_t id = c_->NewId();
   for (size_t i = 0; i < frags.size(); i++) {
@@ -250,8 +250,8 @@ Status FileOps::WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t
   for (size_t done = 0; done < data.size();) {
     const size_t end = std::min(data.size(), done + kTransactionBytes);
     std::vector<ItemRange> ranges;
-    if (offset + end > in->size) {  // grows: the size is the client's to state
-      in->size = offset + end;
+    if (done == 0 && offset + data.size() > in->size) {  // grows: the size is the client's to state, once
+      in->size = offset + data.size();
       ranges.push_back(ItemRange{
           {obj, CRFS_INODE_ITEM_KEY, 0}, {obj, CRFS_INODE_ITEM_KEY, 0}, {Item{{obj, CRFS_INODE_ITEM_KEY, 0}, *in}}});
     }

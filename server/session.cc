@@ -250,8 +250,8 @@ bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
     // Our own reply does not encode: a server bug, reported to the client.
     Log(LogLevel::kError, "session %llu: cannot encode reply: %s", static_cast<unsigned long long>(serial_),
         bytes.status().ToString().c_str());
-    bytes = proto::EncodeFrame(
-        Frame{id, EIO, proto::FinalReply{"server could not encode its reply", tenant_ ? tenant_->Generation() : 0}});
+    bytes =
+        proto::EncodeFrame(Frame{id, EIO, proto::FinalReply{"server could not encode its reply", FinalGeneration()}});
     if (!bytes.ok()) {
       End("reply encoding failed");
       return false;
@@ -262,9 +262,10 @@ bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
   return ok;
 }
 
+uint64_t Session::FinalGeneration() const { return hello_done_ && tenant_ ? tenant_->Generation() : 0; }
+
 void Session::Final(uint64_t id, int err, const std::string& text) {
-  Send(id, static_cast<uint32_t>(err),
-       proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT), tenant_ ? tenant_->Generation() : 0});
+  Send(id, static_cast<uint32_t>(err), proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT), FinalGeneration()});
 }
 
 void Session::ProtocolError(const std::string& why, const std::optional<proto::Header>& header) {
@@ -317,6 +318,7 @@ void Session::OnHello(const Frame& f) {
   r.uid = credentials_.uid;
   r.gid = credentials_.gid;
   if (!Send(f.id, 0, r)) return End("HELLO_REPLY did not encode");
+  hello_done_ = true;
   Final(f.id, 0);
   state_ = State::kReady;
 }

@@ -91,6 +91,8 @@ class Session {
   // been answered with EIO and the handler must stop).
   bool Send(uint64_t id, uint32_t info, proto::Message msg);
   void Final(uint64_t id, int err, const std::string& text = "");
+  // The generation a FINAL_REPLY carries: the tenant's once HELLO is answered, else 0.
+  uint64_t FinalGeneration() const;
   // A query's answer: the ranges, then FINAL_REPLY 0.
   void SendRanges(uint64_t id, std::vector<proto::ItemRange> ranges);
   void ProtocolError(const std::string& why, const std::optional<proto::Header>& header);
@@ -107,6 +109,7 @@ class Session {
   bool io_wants_read_ = false;
   bool io_wants_write_ = false;
   bool admitted_ = false;  // counted in the server's per-tenant sessions
+  bool hello_done_ = false;
 
   ClientIdentity id_;
   std::string fingerprint_;

@@ -354,29 +354,31 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
   return Fail(err, EINVAL, "unknown op");
 }
 
+bool TenantStore::Searchable(uint64_t dir, std::set<uint64_t>* searchable, RequestError* err) {
+  std::vector<uint64_t> chain;
+  for (uint64_t d = dir; !searchable->count(d);) {
+    chain.push_back(d);
+    if (d == CRFS_ROOT_OBJECTID || chain.size() > 4096) break;
+    auto e = table_.find(d);
+    if (e == table_.end()) return Fail(err, ENOENT, "directory " + std::to_string(d) + " is not known");
+    d = e->second.parent;
+  }
+  for (uint64_t d : chain) {
+    int dfd = DirFd(d, 0, err);
+    if (dfd < 0) return false;
+    if (faccessat(dfd, ".", X_OK, AT_EACCESS) != 0) {
+      return Fail(err, EACCES, "no search permission on directory " + std::to_string(d));
+    }
+    searchable->insert(d);
+  }
+  return true;
+}
+
 bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err) {
   // Every directory from the root down to `dir` must be searchable, as if
   // the user had walked the path (crfsd reaches it through cached fds).
   std::set<uint64_t> searchable;
-  auto reachable = [&](uint64_t dir) {
-    std::vector<uint64_t> chain;
-    for (uint64_t d = dir; !searchable.count(d);) {
-      chain.push_back(d);
-      if (d == CRFS_ROOT_OBJECTID || chain.size() > 4096) break;
-      auto e = table_.find(d);
-      if (e == table_.end()) return Fail(err, ENOENT, "directory " + std::to_string(d) + " is not known");
-      d = e->second.parent;
-    }
-    for (uint64_t d : chain) {
-      int dfd = DirFd(d, 0, err);
-      if (dfd < 0) return false;
-      if (faccessat(dfd, ".", X_OK, AT_EACCESS) != 0) {
-        return Fail(err, EACCES, "no search permission on directory " + std::to_string(d));
-      }
-      searchable.insert(d);
-    }
-    return true;
-  };
+  auto reachable = [&](uint64_t dir) { return Searchable(dir, &searchable, err); };
   auto dir_writable = [&](uint64_t dir) {
     if (proto::IsProvisional(dir)) return true;  // made by this transaction, as this user
     if (!reachable(dir)) return false;
@@ -484,22 +486,32 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   if (err->err != 0) return false;
   const auto planned = std::chrono::steady_clock::now();
   if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
-  if (!PrepareHeld(plan, err)) return false;
+  if (!tenant_root) {
+    FsCredentials creds(*host_uid, *host_gid, false);
+    if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
+    if (!PermitPlan(plan, *host_uid, *host_gid, err)) return false;
+  }
+  if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
+  // With crfsd's own rights, after every check that may refuse the plan:
+  // the fds that keep held objects alive once their last name goes.
+  std::vector<uint64_t> kept;
+  if (!PrepareHeld(plan, &kept, err)) return false;
   const uint64_t gen = Generation() + 1;
 
   std::map<uint64_t, uint64_t> made;
   {
     FsCredentials creds(*host_uid, *host_gid, tenant_root);
     if (!creds.ok()) {
+      ReleaseKept(kept, false);
       return Fail(err, EPERM,
                   "crfsd cannot act as the tenant's users (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
-    if (!tenant_root && !PermitPlan(plan, *host_uid, *host_gid, err)) return false;
-    if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
     if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan.ops); s.code() == Code::kTooLarge) {
+      ReleaseKept(kept, false);
       return Fail(err, E2BIG, "transaction too large to journal; split it");
     } else if (!s.ok()) {
+      ReleaseKept(kept, false);
       journal_broken_ = true;
       Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
           s.message().c_str());
@@ -514,6 +526,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
             name_.c_str(), static_cast<unsigned long long>(gen), i, plan.ops.size(), KindName(plan.ops[i].kind),
             plan.ops[i].name.c_str(), e.text.c_str());
         (void)journal_->End(gen);
+        ReleaseKept(kept, true);
         for (uint64_t id : plan.changed) changed_[id] = gen;
         return Fail(
             err, EIO,
@@ -532,6 +545,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
           s.message().c_str());
     }
   }
+  ReleaseKept(kept, true);
   const auto applied = std::chrono::steady_clock::now();
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   if (ms(applied - started) >= 500) {

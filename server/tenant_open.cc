@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
 #include <string>
+#include <vector>
 
 #include "server/fd.h"
 #include "server/fs_credentials.h"
@@ -26,7 +28,14 @@ bool TenantStore::HoldOpen(uint64_t session, const ClientCredentials& who, uint6
   }
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
-  // The object, as the tenant was shown it (or kept for this session).
+  // An object without a name is held by who held it when the name went;
+  // nobody gains access to it afterwards (its path can no longer be checked).
+  if (KeptAccess(ino) != 0) {
+    const uint32_t had = held_.at(ino).sessions.at(session);
+    if ((flags & ~had) != 0) return Fail(err, EBADF, "object " + std::to_string(ino) + " has no name: no new access");
+    return true;
+  }
+  // The object, as the tenant was shown it.
   Fd fd(OpenObject(ino, O_PATH, err));
   if (fd.fd < 0) return false;
   struct stat st;
@@ -41,6 +50,9 @@ bool TenantStore::HoldOpen(uint64_t session, const ClientCredentials& who, uint6
     const bool tenant_root = who.uid == 0 && !ids_.config().root_squash;
     FsCredentials creds(*host_uid, *host_gid, tenant_root);
     if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
+    // The path to it must be searchable, as for open(2).
+    std::set<uint64_t> searchable;
+    if (auto e = table_.find(ino); e != table_.end() && !Searchable(e->second.parent, &searchable, err)) return false;
     const int mask = ((flags & CRFS_OPEN_READ) ? R_OK : 0) | ((flags & CRFS_OPEN_WRITE) ? W_OK : 0);
     if (faccessat(fd.fd, "", mask, AT_EACCESS | AT_EMPTY_PATH) != 0) {
       return Fail(err, EACCES,
@@ -91,10 +103,28 @@ uint32_t TenantStore::KeptAccess(uint64_t ino) const {
   auto h = held_.find(ino);
   if (h == held_.end() || h->second.fd < 0) return 0;
   auto s = h->second.sessions.find(acting_session_);
-  return s == h->second.sessions.end() ? 0 : s->second;
+  if (s == h->second.sessions.end()) return 0;
+  // Only once it has no name at all: an object that still has one (a hard
+  // link the table does not hold) is reached through that name.
+  struct stat st;
+  if (fstat(h->second.fd, &st) != 0 || st.st_nlink != 0) return 0;
+  return s->second;
 }
 
-bool TenantStore::PrepareHeld(const Plan& plan, RequestError* err) {
+void TenantStore::ReleaseKept(const std::vector<uint64_t>& kept, bool applied) {
+  for (uint64_t ino : kept) {
+    auto h = held_.find(ino);
+    if (h == held_.end() || h->second.fd < 0) continue;
+    struct stat st;
+    if (applied && fstat(h->second.fd, &st) == 0 && st.st_nlink == 0) continue;  // needed: it has no name now
+    close(h->second.fd);
+    h->second.fd = -1;
+    h->second.fd_writable = false;
+    kept_--;
+  }
+}
+
+bool TenantStore::PrepareHeld(const Plan& plan, std::vector<uint64_t>* kept, RequestError* err) {
   if (held_.empty()) return true;
   for (const Op& op : plan.ops) {
     switch (op.kind) {
@@ -106,7 +136,8 @@ bool TenantStore::PrepareHeld(const Plan& plan, RequestError* err) {
       case Op::kSetXattr:
       case Op::kRemoveXattr:
       case Op::kSetTimes:
-        if (const uint32_t access = KeptAccess(op.obj); access != 0 && !(access & CRFS_OPEN_WRITE)) {
+        if (const uint32_t access = KeptAccess(op.obj);
+            access != 0 && (!(access & CRFS_OPEN_WRITE) || !held_.at(op.obj).fd_writable)) {
           return Fail(err, EBADF, "object " + std::to_string(op.obj) + " has no name and is open only for reading");
         }
         break;
@@ -118,23 +149,31 @@ bool TenantStore::PrepareHeld(const Plan& plan, RequestError* err) {
     auto h = held_.find(op.obj);
     if (h == held_.end() || h->second.fd >= 0) continue;
     if (kept_ >= kMaxKept) {
+      ReleaseKept(*kept, false);
       return Fail(err, EMFILE,
                   "the tenant keeps " + std::to_string(kMaxKept) + " open objects without names already; close some");
     }
     // With crfsd's own rights: whoever removes the name, the holders keep
     // the access they opened it with.
     int fd = -1;
+    bool writable = false;
     if (h->second.type == CRFS_FT_DIR) {
       fd = OpenObject(op.obj, O_RDONLY | O_DIRECTORY, err);
     } else {
       fd = OpenObject(op.obj, O_RDWR | O_NONBLOCK | O_NOCTTY, err);
+      writable = fd >= 0;
       if (fd < 0 && (err->err == EACCES || err->err == EPERM || err->err == ETXTBSY)) {
         fd = OpenObject(op.obj, O_RDONLY | O_NONBLOCK | O_NOCTTY, err);  // immutable/append-only: read
       }
     }
-    if (fd < 0) return Fail(err, err->err, "keeping open object " + std::to_string(op.obj) + ": " + err->text);
+    if (fd < 0) {
+      ReleaseKept(*kept, false);
+      return Fail(err, err->err, "keeping open object " + std::to_string(op.obj) + ": " + err->text);
+    }
     h->second.fd = fd;
+    h->second.fd_writable = writable;
     kept_++;
+    kept->push_back(op.obj);
   }
   return true;
 }

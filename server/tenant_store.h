@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -178,7 +179,16 @@ class TenantStore : public TreeView {
   // objects the acting session holds without CRFS_OPEN_WRITE (EBADF), then
   // keeps an fd of every held object a kUnlink of the plan may leave without
   // a name (EMFILE past kMaxKept). Nothing changed on refusal.
-  bool PrepareHeld(const Plan& plan, RequestError* err);
+  // *kept: the objects it took fds for, to be given to ReleaseKept.
+  bool PrepareHeld(const Plan& plan, std::vector<uint64_t>* kept, RequestError* err);
+  // Closes the fds PrepareHeld took in `kept` again: all of them (`applied`
+  // false: the plan did not run), or those of objects that still have a
+  // name after it ran.
+  void ReleaseKept(const std::vector<uint64_t>& kept, bool applied);
+  // Would the current fs credentials be allowed to walk from the root down
+  // to directory `dir` (search permission on each)? *searchable caches
+  // directories already checked.
+  bool Searchable(uint64_t dir, std::set<uint64_t>* searchable, RequestError* err);
   // An O_PATH fd of directory `ino`, owned by the directory cache (do not
   // close it); -1 with *err set.
   int DirFd(uint64_t ino, int depth, RequestError* err);
@@ -212,6 +222,7 @@ class TenantStore : public TreeView {
     std::unordered_map<uint64_t, uint32_t> sessions;  // session -> CRFS_OPEN_* flags
     uint8_t type = 0;                                 // CRFS_FT_REG_FILE or CRFS_FT_DIR
     int fd = -1;                                      // kept (O_RDWR or O_RDONLY), or -1
+    bool fd_writable = false;                         // fd is O_RDWR
   };
   std::unordered_map<uint64_t, Held> held_;
   std::unordered_map<uint64_t, std::unordered_set<uint64_t>> held_by_session_;

@@ -345,10 +345,11 @@ class OpenFiles(unittest.TestCase):
             out, err = sh(f'write @{n} 0 x')
             self.assertIn('EBADF', err)
             self.assertEqual(sh(f'cat @{n}'), ('keep\n', ''))
-            # Adding write access later is checked like any open (the tenant's root may).
-            self.assertEqual(sh(f'open @{n} rw')[1], '')
-            self.assertEqual(sh(f'write @{n} 0 K'), ('', ''))
-            self.assertEqual(sh(f'cat @{n}'), ('Keep\n', ''))
+            # Without a name nobody gains access (the path can no longer be checked).
+            out, err = sh(f'open @{n} rw')
+            self.assertIn('EBADF', err)
+            self.assertEqual(sh(f'open @{n} r'), (f'@{n}: objectid {n} open\n', ''))
+            self.assertEqual(sh(f'cat @{n}'), ('keep\n', ''))
             self.assertEqual(len(crfsd_deleted_files()), 1)
         finally:
             self.assertEqual(sh.close(), 1)
@@ -374,7 +375,7 @@ class OpenFiles(unittest.TestCase):
             out, err = sh(f'stat @{n}')
             self.assertIn('Links: 0', out)
             out, err = sh(f'open @{n} w')
-            self.assertIn('EISDIR', err)
+            self.assertIn('no new access', err)
             out, err = sh(f'mkdir /x')  # still a working session
             self.assertEqual(err, '')
             crfs('rm', '/x')
@@ -392,6 +393,18 @@ class OpenFiles(unittest.TestCase):
             self.assertIn('EISDIR', err)
             out, err = carol('open /no-such-file')
             self.assertIn('ENOENT', err)
+            # A world-writable file in a directory she cannot search: out of reach, as for open(2).
+            os.makedirs(acme('vault'), exist_ok=True)
+            os.chown(acme('vault'), 100000, 100000)
+            os.chmod(acme('vault'), 0o700)
+            with open(acme('vault', 'open-file'), 'w') as f:
+                f.write('x')
+            os.chmod(acme('vault', 'open-file'), 0o666)
+            crfs('ls', '/vault')  # the tenant's root shows the tenant the objectid
+            n = objectid('/vault/open-file')
+            out, err = carol(f'open @{n} rw')
+            self.assertIn('EACCES', err)
+            self.assertIn('search permission', err)
         finally:
             self.assertEqual(carol.close(), 1)
         # At most 1,024 objects held per session.
