@@ -146,6 +146,12 @@ void FileOps::EntryRanges(const Entry& e, uint64_t obj, uint8_t type, std::vecto
 }
 
 Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t flags) {
+  // Based on what the change read (the oldest generation of those reads),
+  // else on the last commit of this FileOps (or HELLO).
+  return CommitAt(std::move(ranges), c_->view_generation() != 0 ? c_->view_generation() : generation_, flags);
+}
+
+Result<proto::TransReply> FileOps::CommitAt(std::vector<ItemRange> ranges, uint64_t base, uint8_t flags) {
   const size_t limit = c_->hello().max_payload - sizeof(struct crfs_msg_trans_frag);
   std::vector<std::vector<ItemRange>> frags(1);
   size_t bytes = 0;
@@ -159,9 +165,6 @@ Result<proto::TransReply> FileOps::Commit(std::vector<ItemRange> ranges, uint8_t
     frags.back().push_back(std::move(r));
     bytes += n;
   }
-  // Based on what the change read (the oldest generation of those reads),
-  // else on the last commit of this FileOps (or HELLO).
-  const uint64_t base = c_->view_generation() != 0 ? c_->view_generation() : generation_;
   const uint64_t id = c_->NewId();
   for (size_t i = 0; i < frags.size(); i++) {
     const bool last = i + 1 == frags.size();
@@ -512,6 +515,11 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
   std::map<uint64_t, uint64_t> real;                                                // provisional -> real
   std::vector<std::pair<std::string, std::string>> late_puts;                       // remote, local
   std::map<uint64_t, std::string> remote_path;                                      // provisional -> path
+  // Directories this import made, by real id: the generation of the commit
+  // that made them, which is what this client knows of their entries. A
+  // later batch that fills one is based on it, so that an entry someone
+  // else added meanwhile makes the batch stale instead of being replaced.
+  std::map<uint64_t, uint64_t> made_dir_at;
 
   auto type_of = [](uint32_t mode) -> uint8_t {
     return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
@@ -565,14 +573,21 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
         ranges.push_back(std::move(r));
       }
     }
+    uint64_t base = generation_;
     for (const auto& [dir, entries] : existing_dirs) {
       ItemRange r{{dir, CRFS_DIR_ITEM_KEY, 0}, {dir, CRFS_DIR_INDEX_KEY, ~0ull}, {}};
       entry_items(dir, entries, &r.items);
       ranges.push_back(std::move(r));
+      base = std::min(base, made_dir_at.at(dir));
     }
-    auto reply = Commit(std::move(ranges));
+    auto reply = CommitAt(std::move(ranges), base);
     if (!reply.ok()) return reply.status();
-    for (const auto& m : reply->map) real[m.provisional] = m.real;
+    for (const auto& m : reply->map) {
+      real[m.provisional] = m.real;
+      if (auto at = made_at.find(m.provisional); at != made_at.end() && S_ISDIR(made[at->second].o.mode)) {
+        made_dir_at[m.real] = reply->generation;
+      }
+    }
     (*transactions)++;
     *objects += made.size();
     made.clear();
@@ -607,6 +622,7 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
     auto reply = Commit(std::move(entry));
     if (!reply.ok()) return reply.status();
     for (const auto& m : reply->map) real[m.provisional] = m.real;
+    made_dir_at[real.at(id)] = reply->generation;
     (*transactions)++;
     (*objects)++;
     made.clear();

@@ -52,6 +52,9 @@ class FileOps {
   // Commits `ranges` as one transaction (fragmented to fit the session's
   // payload limit); the reply's generation becomes the base of the next.
   Result<proto::TransReply> Commit(std::vector<proto::ItemRange> ranges, uint8_t flags = 0);
+  // The same, based on generation `base` (what the client knows of every
+  // object the ranges cover is at least that current).
+  Result<proto::TransReply> CommitAt(std::vector<proto::ItemRange> ranges, uint64_t base, uint8_t flags = 0);
 
   // Frames and bytes this object sent for transactions (benchmarks).
   uint64_t frames_sent() const { return frames_sent_; }
