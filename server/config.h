@@ -49,6 +49,8 @@ struct ServerConfig {
   uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 600000;
+  uint32_t max_open_per_session = 1024;    // objects one session holds open (OPEN)
+  uint32_t max_unnamed_per_tenant = 4096;  // open objects without names a tenant's store keeps fds of
   std::vector<TenantConfig> tenants;
 
   const TenantConfig* FindTenant(std::string_view name) const;

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -43,7 +44,23 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   for (const TenantConfig& t : s->config_.tenants) {
     auto store = TenantStore::Open(s->config_.storage_root, t);
     if (!store.ok()) return store.status();
+    (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
     s->tenants_.emplace(t.name, std::move(*store));
+  }
+  // What the configuration lets crfsd hold open at once, against its fd
+  // limit: sessions, and per tenant the directory cache and the fds of
+  // open objects without names (plus journals, listener, epoll, logs).
+  struct rlimit nofile {};
+  const uint64_t need =
+      uint64_t{s->config_.max_sessions} +
+      s->config_.tenants.size() * (TenantStore::kDirCacheMax + s->config_.max_unnamed_per_tenant + 2) + 64;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY && need > nofile.rlim_cur) {
+    Log(LogLevel::kWarning,
+        "limits: up to %llu fds may be needed (max_sessions, and per tenant %zu cached directories and "
+        "max_unnamed_per_tenant), but the fd limit is %llu: requests will fail with EMFILE near it; lower the "
+        "limits or raise LimitNOFILE",
+        static_cast<unsigned long long>(need), TenantStore::kDirCacheMax,
+        static_cast<unsigned long long>(nofile.rlim_cur));
   }
   CRFS_RETURN_IF_ERROR(s->Listen());
   return s;

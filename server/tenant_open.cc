@@ -23,8 +23,8 @@ bool TenantStore::HoldOpen(uint64_t session, const ClientCredentials& who, uint6
   if (flags == 0 || (flags & ~uint32_t{CRFS_OPEN_ALL})) return Fail(err, EINVAL, "bad open flags");
   auto mine = held_by_session_.find(session);
   const bool holds = mine != held_by_session_.end() && mine->second.count(ino);
-  if (!holds && mine != held_by_session_.end() && mine->second.size() >= kMaxHeldPerSession) {
-    return Fail(err, EMFILE, "this session holds " + std::to_string(kMaxHeldPerSession) + " objects open already");
+  if (!holds && mine != held_by_session_.end() && mine->second.size() >= max_held_per_session_) {
+    return Fail(err, EMFILE, "this session holds " + std::to_string(max_held_per_session_) + " objects open already");
   }
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
@@ -148,10 +148,10 @@ bool TenantStore::PrepareHeld(const Plan& plan, std::vector<uint64_t>* kept, Req
     if (op.kind != Op::kUnlink) continue;
     auto h = held_.find(op.obj);
     if (h == held_.end() || h->second.fd >= 0) continue;
-    if (kept_ >= kMaxKept) {
+    if (kept_ >= max_kept_) {
       ReleaseKept(*kept, false);
       return Fail(err, EMFILE,
-                  "the tenant keeps " + std::to_string(kMaxKept) + " open objects without names already; close some");
+                  "the tenant keeps " + std::to_string(max_kept_) + " open objects without names already; close some");
     }
     // With crfsd's own rights: whoever removes the name, the holders keep
     // the access they opened it with.

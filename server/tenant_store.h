@@ -116,19 +116,22 @@ class TenantStore : public TreeView {
   // OPEN: `session`, acting as `who`, holds `ino` (a regular file or
   // directory the tenant was shown) with CRFS_OPEN_* `flags`, if `who` may
   // open it so (read/write permission; EISDIR for writing a directory).
-  // EMFILE past kMaxHeldPerSession objects.
+  // EMFILE past max_open_per_session objects.
   bool HoldOpen(uint64_t session, const ClientCredentials& who, uint64_t ino, uint32_t flags, RequestError* err);
   // CLOSE: EBADF if `session` does not hold `ino`. The last holder's close
   // of an object without names destroys it.
   bool CloseHeld(uint64_t session, uint64_t ino, RequestError* err);
+  // Limits (crfsd.json limits.max_open_per_session, max_unnamed_per_tenant).
+  void SetOpenLimits(size_t held_per_session, size_t kept) {
+    max_held_per_session_ = held_per_session;
+    max_kept_ = kept;
+  }
   // The session ended: it holds nothing any more.
   void CloseAllHeld(uint64_t session);
-  static constexpr size_t kMaxHeldPerSession = 1024;
-  // Held objects whose fds the store keeps (one per object), per tenant: a
-  // transaction that would need more is refused (EMFILE), nothing changed.
-  static constexpr size_t kMaxKept = 4096;
 
   static constexpr size_t kMaxQueryReply = 8 << 20;
+  // Directory fds a store caches at most.
+  static constexpr size_t kDirCacheMax = 4096;
   // Bounds on the work and memory of one query, whatever the object: items
   // generated (extents of a huge sparse file), entries of one directory.
   static constexpr size_t kMaxItemsPerQuery = 65536;
@@ -178,7 +181,7 @@ class TenantStore : public TreeView {
   // Before `plan` runs (with crfsd's own rights): refuses changes to kept
   // objects the acting session holds without CRFS_OPEN_WRITE (EBADF), then
   // keeps an fd of every held object a kUnlink of the plan may leave without
-  // a name (EMFILE past kMaxKept). Nothing changed on refusal.
+  // a name (EMFILE past max_unnamed_per_tenant). Nothing changed on refusal.
   // *kept: the objects it took fds for, to be given to ReleaseKept.
   bool PrepareHeld(const Plan& plan, std::vector<uint64_t>* kept, RequestError* err);
   // Closes the fds PrepareHeld took in `kept` again: all of them (`applied`
@@ -215,7 +218,6 @@ class TenantStore : public TreeView {
   // its directory wherever it is renamed to, and a rename cannot leave the
   // subvolume (EXDEV), so a cached fd never reaches outside the tenant.
   std::unordered_map<uint64_t, int> dir_cache_;
-  static constexpr size_t kDirCacheMax = 4096;
 
   // Objects held open, by objectid; the objects each session holds.
   struct Held {
@@ -227,6 +229,10 @@ class TenantStore : public TreeView {
   std::unordered_map<uint64_t, Held> held_;
   std::unordered_map<uint64_t, std::unordered_set<uint64_t>> held_by_session_;
   size_t kept_ = 0;
+  size_t max_held_per_session_ = 1024;
+  // Held objects whose fds the store keeps (one per object): a transaction
+  // that would need more is refused (EMFILE), nothing changed.
+  size_t max_kept_ = 4096;
   // The session whose request runs now (0: none, as during recovery).
   uint64_t acting_session_ = 0;
   struct Acting {  // sets acting_session_ for the span of one request

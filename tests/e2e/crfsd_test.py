@@ -92,7 +92,8 @@ class Fixture:
   "trust_domain": "crfs.test",
   "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},
-  "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000, "max_sessions_per_tenant": 300}},
+  "limits": {{"handshake_timeout_ms": 2000, "idle_timeout_ms": 60000, "max_sessions_per_tenant": 300,
+              "max_open_per_session": 64, "max_unnamed_per_tenant": 3}},
   "tenants": {{
     "acme": {{"id_map": {{"uid_base": 100000, "gid_base": 100000, "count": 65536}},
               "clients": {{"carol": {{"uid": 1000, "gid": 1000}}}}}},

@@ -13,6 +13,7 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -357,7 +358,6 @@ class OpenFiles(unittest.TestCase):
         for _ in range(50):
             if not crfsd_deleted_files():
                 break
-            import time
             time.sleep(0.1)
         self.assertEqual(crfsd_deleted_files(), [])
 
@@ -407,21 +407,49 @@ class OpenFiles(unittest.TestCase):
             self.assertIn('search permission', err)
         finally:
             self.assertEqual(carol.close(), 1)
-        # At most 1,024 objects held per session.
+        # At most limits.max_open_per_session (64 in this fixture) objects held per session.
         local = W().path('many')
         os.mkdir(local)
-        for i in range(1025):
+        for i in range(65):
             open(os.path.join(local, f'f{i}'), 'w').close()
         crfs('import', local, '/many')
-        script = ''.join(f'open /many/f{i}\n' for i in range(1025))
+        script = ''.join(f'open /many/f{i}\n' for i in range(65))
         crt, key = W().cert('acme', 'alice')
         r = subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert',
                             crt, '--key', key, 'shell'], input=script, capture_output=True, text=True)
         self.assertEqual(r.returncode, 1)
-        self.assertEqual(r.stdout.count(' open\n'), 1024)
+        self.assertEqual(r.stdout.count(' open\n'), 64)
         self.assertIn('EMFILE', r.stderr)
-        self.assertIn('line 1025 failed', r.stderr)
+        self.assertIn('line 65 failed', r.stderr)
         crfs('rm', '-r', '/many')
+
+    def test_unnamed_objects_are_bounded_per_tenant(self):
+        # limits.max_unnamed_per_tenant is 3 in this fixture: an rm -r that would leave a fourth
+        # held file without a name is refused whole; with three it goes through.
+        crfs('mkdir', '/kept')
+        for i in range(4):
+            self.put(f'/kept/f{i}', b'%d' % i)
+        ids = [objectid(f'/kept/f{i}') for i in range(4)]
+        sh = Shell()
+        try:
+            for i in range(4):
+                self.assertEqual(sh(f'open /kept/f{i}')[1], '')
+            r = crfs('rm', '-r', '/kept', check=False)
+            self.assertIn('EMFILE', r.stderr)
+            self.assertEqual(sorted(os.listdir(acme('kept'))), ['f0', 'f1', 'f2', 'f3'])  # nothing changed
+            self.assertEqual(crfsd_deleted_files(), [])  # and nothing kept
+            self.assertEqual(sh(f'close @{ids[3]}')[1], '')
+            crfs('rm', '-r', '/kept')
+            self.assertFalse(os.path.lexists(acme('kept')))
+            self.assertEqual(len(crfsd_deleted_files()), 3)
+            self.assertEqual(sh(f'cat @{ids[2]}'), ('2', ''))
+        finally:
+            self.assertEqual(sh.close(), 0)
+        for _ in range(50):
+            if not crfsd_deleted_files():
+                break
+            time.sleep(0.1)
+        self.assertEqual(crfsd_deleted_files(), [])
 
 
 class UsersInsideATenant(unittest.TestCase):
