@@ -515,11 +515,6 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
   std::map<uint64_t, uint64_t> real;                                                // provisional -> real
   std::vector<std::pair<std::string, std::string>> late_puts;                       // remote, local
   std::map<uint64_t, std::string> remote_path;                                      // provisional -> path
-  // Directories this import made, by real id: the generation of the commit
-  // that made them, which is what this client knows of their entries. A
-  // later batch that fills one is based on it, so that an entry someone
-  // else added meanwhile makes the batch stale instead of being replaced.
-  std::map<uint64_t, uint64_t> made_dir_at;
 
   auto type_of = [](uint32_t mode) -> uint8_t {
     return S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
@@ -573,21 +568,22 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
         ranges.push_back(std::move(r));
       }
     }
-    uint64_t base = generation_;
+    // A directory an earlier batch made is visible to others by now: its
+    // entries go in as one range per key (each name hash, each new index),
+    // authoritative for those keys only, so an entry someone else added
+    // meanwhile stays (one under the same hash makes the batch EINVAL:
+    // its DIR_ITEM would go without its DIR_INDEX).
     for (const auto& [dir, entries] : existing_dirs) {
-      ItemRange r{{dir, CRFS_DIR_ITEM_KEY, 0}, {dir, CRFS_DIR_INDEX_KEY, ~0ull}, {}};
-      entry_items(dir, entries, &r.items);
-      ranges.push_back(std::move(r));
-      base = std::min(base, made_dir_at.at(dir));
-    }
-    auto reply = CommitAt(std::move(ranges), base);
-    if (!reply.ok()) return reply.status();
-    for (const auto& m : reply->map) {
-      real[m.provisional] = m.real;
-      if (auto at = made_at.find(m.provisional); at != made_at.end() && S_ISDIR(made[at->second].o.mode)) {
-        made_dir_at[m.real] = reply->generation;
+      std::vector<Item> items;
+      entry_items(dir, entries, &items);
+      for (Item& it : items) {
+        const Key k = it.key;
+        ranges.push_back(ItemRange{k, k, {std::move(it)}});
       }
     }
+    auto reply = Commit(std::move(ranges));
+    if (!reply.ok()) return reply.status();
+    for (const auto& m : reply->map) real[m.provisional] = m.real;
     (*transactions)++;
     *objects += made.size();
     made.clear();
@@ -622,7 +618,6 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
     auto reply = Commit(std::move(entry));
     if (!reply.ok()) return reply.status();
     for (const auto& m : reply->map) real[m.provisional] = m.real;
-    made_dir_at[real.at(id)] = reply->generation;
     (*transactions)++;
     (*objects)++;
     made.clear();
