@@ -290,6 +290,16 @@ def crfsd_deleted_files():
     return [t for t in targets if t.endswith(' (deleted)')]
 
 
+def crfsd_deleted_files_after_a_while():
+    """crfsd_deleted_files() once a session that ended has been cleaned up (up to 5 s)."""
+    for _ in range(50):
+        left = crfsd_deleted_files()
+        if not left:
+            break
+        time.sleep(0.1)
+    return left
+
+
 class OpenFiles(unittest.TestCase):
     """OPEN/CLOSE: a file unlinked while a session holds it open stays readable and writable by
     objectid for that session (and no other), its directory can go, and there are no .nfs files;
@@ -355,11 +365,7 @@ class OpenFiles(unittest.TestCase):
         finally:
             self.assertEqual(sh.close(), 1)
         # The session ended without CLOSE: crfsd let go of the object.
-        for _ in range(50):
-            if not crfsd_deleted_files():
-                break
-            time.sleep(0.1)
-        self.assertEqual(crfsd_deleted_files(), [])
+        self.assertEqual(crfsd_deleted_files_after_a_while(), [])
 
     def test_seed_scenario_with_the_directory_open(self):
         # mkdir dir; open dir; creat dir/file; unlink dir/file; rmdir dir - in one session.
@@ -445,11 +451,7 @@ class OpenFiles(unittest.TestCase):
             self.assertEqual(sh(f'cat @{ids[2]}'), ('2', ''))
         finally:
             self.assertEqual(sh.close(), 0)
-        for _ in range(50):
-            if not crfsd_deleted_files():
-                break
-            time.sleep(0.1)
-        self.assertEqual(crfsd_deleted_files(), [])
+        self.assertEqual(crfsd_deleted_files_after_a_while(), [])
 
 
 class UsersInsideATenant(unittest.TestCase):
