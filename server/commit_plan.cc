@@ -354,6 +354,9 @@ struct Planner {
         objs[before->obj].removed.push_back(slot);
         objs[before->obj].removed_type = before->type;
       }
+      if (after && !before && !proto::IsProvisional(slot.dir) && view->Hidden(slot.dir, slot.name)) {
+        return Err(EEXIST, O(slot.dir) + ": '" + slot.name + "' is taken by an object that is not the tenant's");
+      }
       if (after) objs[after->obj].added.emplace_back(slot, after->type);
       auto& counts = entry_changes[slot.dir];
       counts.first += before ? 1 : 0;

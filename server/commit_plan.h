@@ -57,6 +57,10 @@ class TreeView {
   virtual uint64_t ParentOf(uint64_t ino) = 0;
   // The generation at which `ino` last changed (0: not since the floor).
   virtual uint64_t ChangedAt(uint64_t ino) = 0;
+  // Is `name` in directory `dir` taken by something the listings do not
+  // show (a nested subvolume or snapshot)? Asked for names a
+  // transaction adds, after the directory was listed.
+  virtual bool Hidden(uint64_t dir, const std::string& name) = 0;
 };
 
 struct Op {

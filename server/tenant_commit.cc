@@ -71,6 +71,11 @@ bool TenantStore::Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestEr
   return true;
 }
 
+bool TenantStore::Hidden(uint64_t dir, const std::string& name) {
+  auto h = hidden_.find(dir);
+  return h != hidden_.end() && h->second.count(name) > 0;
+}
+
 uint64_t TenantStore::ParentOf(uint64_t ino) {
   if (ino == CRFS_ROOT_OBJECTID) return ino;
   auto it = table_.find(ino);

@@ -191,6 +191,7 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
   // entry, so an entry's index is the previous entry's d_off ("." and ".."
   // come first, at positions 0 and 1).
   uint64_t index = 0;
+  std::set<std::string> hidden;
   alignas(8) char buf[65536];
   for (;;) {
     long n = syscall(SYS_getdents64, dir.fd, buf, sizeof(buf));
@@ -213,11 +214,17 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       if (d->d_type == DT_DIR) {
         // A nested subvolume or snapshot is another device: not the tenant's.
         struct stat st;
-        if (fstatat(dir.fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev_) continue;
+        if (fstatat(dir.fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev_) {
+          hidden.insert(std::move(name));
+          continue;
+        }
       }
-      if (d->d_ino >= CRFS_PROVISIONAL_FIRST) continue;  // cannot be named on the wire
-      proto::DirEntry e{{d->d_ino, CRFS_INODE_ITEM_KEY, 0}, 0, FileTypeFromDirent(d->d_type), name};
-      if (e.type == CRFS_FT_UNKNOWN) continue;
+      const uint8_t type = FileTypeFromDirent(d->d_type);
+      if (d->d_ino >= CRFS_PROVISIONAL_FIRST || type == CRFS_FT_UNKNOWN) {  // cannot be shown on the wire
+        hidden.insert(std::move(name));
+        continue;
+      }
+      proto::DirEntry e{{d->d_ino, CRFS_INODE_ITEM_KEY, 0}, 0, type, name};
       if (by_index.size() >= kMaxDirEntries) {
         return Fail(err, EOVERFLOW, "directory has more than " + std::to_string(kMaxDirEntries) + " entries");
       }
@@ -225,6 +232,11 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       by_hash[proto::BtrfsNameHash(name)].entries.push_back(e);
       by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
     }
+  }
+  if (hidden.empty()) {
+    hidden_.erase(ino);
+  } else {
+    hidden_[ino] = std::move(hidden);
   }
   items->reserve(items->size() + by_hash.size() + by_index.size());
   for (auto& [hash, entries] : by_hash) items->push_back(Item{{ino, CRFS_DIR_ITEM_KEY, hash}, std::move(entries)});

@@ -97,6 +97,7 @@ class TenantStore : public TreeView {
   bool Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestError* err) override;
   uint64_t ParentOf(uint64_t ino) override;
   uint64_t ChangedAt(uint64_t ino) override;
+  bool Hidden(uint64_t dir, const std::string& name) override;
 
   // Answers an ITEM_QUERY: the ranges to send, in order, each at most
   // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one
@@ -208,6 +209,9 @@ class TenantStore : public TreeView {
   int root_fd_;
   dev_t dev_;
   std::unordered_map<uint64_t, Entry> table_;
+  // Per directory, as its last listing found them: names taken by objects
+  // the tenant is not shown (nested subvolumes and snapshots).
+  std::unordered_map<uint64_t, std::set<std::string>> hidden_;
   std::unique_ptr<Journal> journal_;
   uint64_t epoch_ = 0, sequence_ = 0, durable_ = 0;
   bool journal_broken_ = false;  // a journal write failed: no commits until restart

@@ -221,6 +221,20 @@ class Operations(unittest.TestCase):
         crfs('rm', '-r', '/imported')
         self.assertFalse(os.path.lexists(acme('imported')))
 
+    def test_names_taken_by_a_nested_snapshot_are_not_free(self):
+        # acme/snap is a snapshot (another subvolume): hidden from the tenant, but its name is
+        # taken. Creating or renaming onto it is refused up front, nothing changed.
+        self.assertTrue(os.path.isdir(acme('snap')))
+        r = crfs('mkdir', '/snap', check=False)
+        self.assertIn('EEXIST', r.stderr)
+        self.assertIn('not the tenant', r.stderr)
+        crfs('mkdir', '/to-move')
+        r = crfs('mv', '/to-move', '/snap', check=False)
+        self.assertIn('EEXIST', r.stderr)
+        self.assertTrue(os.path.isdir(acme('to-move')))
+        crfs('rm', '/to-move')
+        self.assertNotIn('partly applied', W().logtext())
+
     def test_seed_scenario(self):
         # mkdir dir; creat dir/file; unlink dir/file; rmdir dir - as locally.
         src = W().path('empty')

@@ -258,6 +258,21 @@ TEST(PlanTransaction, NamelessObjectsTakeWritesButNoNames) {
                  ENOENT, "has no name");
 }
 
+TEST(PlanTransaction, NamesHiddenFromListingsAreTaken) {
+  // 'snap' in / is a nested subvolume: not listed, but not free either.
+  FakeTree tree;
+  tree.hidden.insert({256, "snap"});
+  EXPECT_REFUSED(PlanOf(tree, Cat({tree.Entry(256, "snap", P0, CRFS_FT_DIR, P1),
+                                   {Whole(P0, {Item{{P0, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFDIR | 0755)}})}})),
+                 EEXIST, "not the tenant's");
+  EXPECT_REFUSED(PlanOf(tree, Cat({tree.Entry(256, "h", 0, 0, 0), tree.Entry(256, "snap", 261, CRFS_FT_REG_FILE, P0)})),
+                 EEXIST, "not the tenant's");
+  // Other names are free as before.
+  auto o = PlanOf(tree, Cat({tree.Entry(256, "free", P0, CRFS_FT_DIR, P1),
+                             {Whole(P0, {Item{{P0, CRFS_INODE_ITEM_KEY, 0}, NewInode(S_IFDIR | 0755)}})}}));
+  EXPECT_EQ(o.err.err, 0) << o.err.text;
+}
+
 TEST(PlanTransaction, RenamesSwapsAndCycles) {
   FakeTree tree;
   // Replace: /a/f over /h (which keeps its other name /a/h2).

@@ -16,7 +16,9 @@
 
 #include <cerrno>
 #include <map>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "proto/checksum.h"
@@ -121,6 +123,9 @@ class FakeTree : public TreeView {
   }
   uint64_t ParentOf(uint64_t ino) override { return objs.count(ino) ? objs[ino].parent : 0; }
   uint64_t ChangedAt(uint64_t ino) override { return changed.count(ino) ? changed[ino] : 0; }
+  // Names taken by objects the listings do not show (nested subvolumes).
+  std::set<std::pair<uint64_t, std::string>> hidden;
+  bool Hidden(uint64_t dir, const std::string& name) override { return hidden.count({dir, name}) > 0; }
 
   // Ranges that make `name` in `dir` name `obj` (0: nothing), as a client builds them.
   std::vector<ItemRange> Entry(uint64_t dir, const std::string& name, uint64_t obj, uint8_t ft, uint64_t prov_index) {
