@@ -47,6 +47,7 @@ constexpr char kUsage[] =
     "  put FILE PATH               copy a local FILE to PATH (creates or replaces its contents)\n"
     "  rm [-r] PATH                remove a file, symlink or empty directory; -r: a whole tree\n"
     "  mv FROM TO                  rename (replaces a file or empty directory at TO)\n"
+    "  exch PATH PATH [PATH...]    each name takes the next one's object, the last the first's: two swap\n"
     "  ln [-s] TARGET PATH         hard link to TARGET; -s: symbolic link holding TARGET\n"
     "  chmod MODE PATH             set permission bits (octal)\n"
     "  setfattr -n NAME -v VALUE PATH | -x NAME PATH   set or remove a user.* xattr\n"
@@ -255,7 +256,7 @@ int Copy(Connection& c, const std::string& path, std::FILE* out) {
   return s.ok() ? 0 : Fail(s);
 }
 
-const std::set<std::string> kChanges = {"mkdir",    "put",  "rm",     "mv",   "ln",    "chmod",
+const std::set<std::string> kChanges = {"mkdir",    "put",  "rm",     "mv",   "exch",  "ln",   "chmod",
                                         "setfattr", "sync", "import", "open", "close", "write"};
 bool g_stats = false;  // --stats: frames and bytes the transactions took, on stderr
 
@@ -267,25 +268,10 @@ int Usage() {
 // Commands and how many words (with the command) each takes.
 bool ArityOk(const std::vector<std::string>& a) {
   static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
-      {"ping", {1, 1}},
-      {"ls", {1, 2}},
-      {"find", {1, 2}},
-      {"get", {3, 3}},
-      {"stat", {2, 2}},
-      {"cat", {2, 2}},
-      {"items", {2, 2}},
-      {"mkdir", {2, 2}},
-      {"put", {3, 3}},
-      {"rm", {2, 3}},
-      {"mv", {3, 3}},
-      {"ln", {3, 4}},
-      {"chmod", {3, 3}},
-      {"setfattr", {4, 6}},
-      {"sync", {1, 1}},
-      {"import", {3, 3}},
-      {"open", {2, 3}},
-      {"close", {2, 2}},
-      {"write", {3, ~size_t{0}}},
+      {"ping", {1, 1}},  {"ls", {1, 2}},     {"find", {1, 2}},  {"get", {3, 3}},   {"stat", {2, 2}},
+      {"cat", {2, 2}},   {"items", {2, 2}},  {"mkdir", {2, 2}}, {"put", {3, 3}},   {"rm", {2, 3}},
+      {"mv", {3, 3}},    {"exch", {3, 65}},  {"ln", {3, 4}},    {"chmod", {3, 3}}, {"setfattr", {4, 6}},
+      {"sync", {1, 1}},  {"import", {3, 3}}, {"open", {2, 3}},  {"close", {2, 2}}, {"write", {3, ~size_t{0}}},
       {"shell", {1, 1}},
   };
   auto arity = a.empty() ? kArity.end() : kArity.find(a[0]);
@@ -313,6 +299,8 @@ int Change(Connection& c, crfs::client::FileOps& ops, const std::vector<std::str
     s = a.size() == 3 ? ops.RemoveTree(a[2]) : ops.Remove(a[1]);
   } else if (cmd == "mv") {
     s = ops.Rename(a[1], a[2]);
+  } else if (cmd == "exch") {
+    s = ops.Exchange(std::vector<std::string>(a.begin() + 1, a.end()));
   } else if (cmd == "ln") {
     if (a.size() == 4 && a[1] != "-s") return Usage();
     s = a.size() == 4 ? ops.Symlink(a[2], a[3]) : ops.Link(a[1], a[2]);

@@ -363,6 +363,29 @@ Status FileOps::Rename(const std::string& from, const std::string& to) {
   return Commit(std::move(ranges)).status();
 }
 
+Status FileOps::Exchange(const std::vector<std::string>& paths) {
+  c_->StartView();  // what this change reads from here on is its base
+  if (paths.size() < 2) return Status(Code::kInvalidArgument, "exchange needs two names or more");
+  std::vector<Entry> e;
+  std::set<std::pair<uint64_t, uint64_t>> slots;  // (dir, name hash): one range each
+  std::set<uint64_t> objs;
+  for (const std::string& p : paths) {
+    auto f = Find(p);
+    if (!f.ok()) return f.status();
+    if (!f->obj) return Errno(ENOENT, p);
+    if (!slots.insert({f->dir, proto::BtrfsNameHash(f->name)}).second || !objs.insert(f->obj).second) {
+      return Errno(EINVAL, p + ": named twice, or shares its directory and name hash with another");
+    }
+    e.push_back(std::move(*f));
+  }
+  std::vector<ItemRange> ranges;
+  for (size_t i = 0; i < e.size(); i++) {
+    const Entry& next = e[(i + 1) % e.size()];
+    EntryRanges(e[i], next.obj, next.type, &ranges);
+  }
+  return Commit(std::move(ranges)).status();
+}
+
 Status FileOps::Link(const std::string& existing, const std::string& path) {
   c_->StartView();  // what this change reads from here on is its base
   auto a = Find(existing);

@@ -36,6 +36,10 @@ class FileOps {
   Status Remove(const std::string& path);  // a file, symlink or empty directory
   Status RemoveTree(const std::string& path);
   Status Rename(const std::string& from, const std::string& to);  // replaces a file or empty directory
+  // Each of `paths` (two or more, all existing) takes the object of the
+  // next, the last the first's, in one transaction: two names swap (as
+  // renameat2 RENAME_EXCHANGE), more rotate.
+  Status Exchange(const std::vector<std::string>& paths);
   Status Link(const std::string& existing, const std::string& path);
   Status Symlink(const std::string& target, const std::string& path);
   Status Chmod(const std::string& path, uint32_t mode);

@@ -797,14 +797,18 @@ RequestError Planner::Order() {
       progress = true;
     }
     if (progress) continue;
-    // Stuck: two objects trading places is one RENAME_EXCHANGE.
+    // Stuck: renames form cycles (every target is taken by an object that
+    // moves on). One RENAME_EXCHANGE puts m's object in place and the
+    // object that was there where m's was; that object's move then starts
+    // from there. A cycle of k objects takes k - 1 exchanges, no temporary
+    // names, and each is atomic.
     bool swapped = false;
     for (Move& m : moves) {
       if (m.done || !m.from || !m.to) continue;
       const uint64_t other = at[*m.to];
       for (Move& n : moves) {
-        if (n.done || n.obj != other || !n.from || !n.to || *n.from != *m.to || *n.to != *m.from) continue;
-        if ((is_dir(m.obj) && inside(m.to->dir, m.obj)) || (is_dir(n.obj) && inside(n.to->dir, n.obj))) continue;
+        if (n.done || &n == &m || n.obj != other || !n.from || !n.to || *n.from != *m.to) continue;
+        if ((is_dir(m.obj) && inside(m.to->dir, m.obj)) || (is_dir(n.obj) && inside(m.from->dir, n.obj))) continue;
         plan->ops.push_back(MakeOp(Op::kExchange, [&](Op& x) {
           x.dir = m.from->dir;
           x.name = m.from->name;
@@ -817,14 +821,20 @@ RequestError Planner::Order() {
         at[*m.to] = m.obj;
         if (is_dir(m.obj)) parent[m.obj] = m.to->dir;
         if (is_dir(n.obj)) parent[n.obj] = m.from->dir;
-        m.done = n.done = true;
-        left -= 2;
+        m.done = true;
+        left--;
+        if (*n.to == *m.from) {  // they traded places
+          n.done = true;
+          left--;
+        } else {
+          n.from = *m.from;
+        }
         swapped = true;
         break;
       }
       if (swapped) break;
     }
-    if (!swapped) return Err(EOPNOTSUPP, "renames form a cycle longer than two; split the transaction");
+    if (!swapped) return Err(EOPNOTSUPP, "renames that cannot be ordered (a cycle through a directory's own subtree)");
   }
   for (Op& op : last) plan->ops.push_back(std::move(op));
 

@@ -173,6 +173,38 @@ class Operations(unittest.TestCase):
         crfs('mv', '/mv/a', '/mv/z')  # a directory moves with its contents
         self.assertTrue(os.path.isfile(acme('mv', 'z', 'b', 'uno')))
 
+    def test_exchange_and_rotation_are_atomic_exchanges(self):
+        # exch A B swaps two names (RENAME_EXCHANGE); exch A B C rotates three (two exchanges, no
+        # temporary names), also with a directory moving between parents.
+        crfs('mkdir', '/ex')
+        crfs('mkdir', '/ex/d1')
+        src = W().path('exsrc')
+        for name in ('a', 'b', 'c'):
+            with open(src, 'w') as f:
+                f.write(name)
+            crfs('put', src, f'/ex/{name}')
+        ino = {n: os.lstat(acme('ex', n)).st_ino for n in ('a', 'b', 'c')}
+        crfs('exch', '/ex/a', '/ex/b')
+        self.assertEqual((os.lstat(acme('ex', 'a')).st_ino, os.lstat(acme('ex', 'b')).st_ino), (ino['b'], ino['a']))
+        crfs('exch', '/ex/a', '/ex/b', '/ex/c')  # a <- b's (the old a), b <- c's, c <- a's (the old b)
+        self.assertEqual([os.lstat(acme('ex', n)).st_ino for n in ('a', 'b', 'c')], [ino['a'], ino['c'], ino['b']])
+        for n, text in (('a', 'a'), ('b', 'c'), ('c', 'b')):
+            with open(acme('ex', n)) as f:
+                self.assertEqual(f.read(), text)
+        # A directory and two files rotating across directories.
+        d1 = os.lstat(acme('ex', 'd1')).st_ino
+        crfs('mkdir', '/ex/sub')
+        crfs('put', src, '/ex/sub/f')
+        f_ino = os.lstat(acme('ex', 'sub', 'f')).st_ino
+        crfs('exch', '/ex/d1', '/ex/sub/f', '/ex/a')
+        self.assertEqual(os.lstat(acme('ex', 'd1')).st_ino, f_ino)
+        self.assertEqual(os.lstat(acme('ex', 'sub', 'f')).st_ino, ino['a'])
+        self.assertEqual(os.lstat(acme('ex', 'a')).st_ino, d1)
+        self.assertTrue(os.path.isdir(acme('ex', 'a')))
+        r = crfs('exch', '/ex/a', '/ex/missing', check=False)
+        self.assertIn('ENOENT', r.stderr)
+        crfs('rm', '-r', '/ex')
+
     def test_links_chmod_and_xattrs(self):
         crfs('mkdir', '/ln')
         src = W().path('lnsrc')

@@ -285,11 +285,23 @@ TEST(PlanTransaction, RenamesSwapsAndCycles) {
   ASSERT_EQ(o.err.err, 0) << o.err.text;
   ASSERT_EQ(o.plan.ops.size(), 1u);
   EXPECT_EQ(o.plan.ops[0].kind, Op::kExchange);
-  // Three names rotating: refused rather than done through temporary names.
+  // Three names rotating (/a/f <- g's, /a/b/g <- h's, /h <- f's): two exchanges, each with its
+  // precondition holding in the state the ones before leave, no temporary names.
   o = PlanOf(tree,
              Cat({tree.Entry(257, "f", 260, CRFS_FT_REG_FILE, P0), tree.Entry(259, "g", 261, CRFS_FT_REG_FILE, P1),
                   tree.Entry(256, "h", 258, CRFS_FT_REG_FILE, P2)}));
-  EXPECT_REFUSED(o, EOPNOTSUPP, "cycle");
+  ASSERT_EQ(o.err.err, 0) << o.err.text;
+  ASSERT_EQ(o.plan.ops.size(), 2u);
+  std::map<std::pair<uint64_t, std::string>, uint64_t> at = {{{257, "f"}, 258}, {{259, "g"}, 260}, {{256, "h"}, 261}};
+  for (const Op& op : o.plan.ops) {
+    ASSERT_EQ(op.kind, Op::kExchange);
+    const std::pair<uint64_t, std::string> a{op.dir, op.name}, b{op.dir2, op.name2};
+    ASSERT_EQ(at[a], op.obj);
+    ASSERT_EQ(at[b], op.obj2);
+    std::swap(at[a], at[b]);
+  }
+  EXPECT_EQ(at, (std::map<std::pair<uint64_t, std::string>, uint64_t>{
+                    {{257, "f"}, 260}, {{259, "g"}, 261}, {{256, "h"}, 258}}));
   (void)P3;
 }
 
