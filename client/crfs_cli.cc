@@ -34,7 +34,8 @@ constexpr char kUsage[] =
     "  find [PATH]       every object below PATH, one line each (like find -ls)\n"
     "  items PATH        the object's items as the server sends them (snoop form)\n"
     "  shell             run commands from standard input, one per line, in one session\n"
-    "                    (exit status 1 if any failed; '#' starts a comment)\n"
+    "                    (words split at blanks; a word starting with '#' starts a comment;\n"
+    "                    exit status 1 if any command failed)\n"
     "\n"
     "open files (useful in a shell: held until close or the session's end):\n"
     "  open PATH [r|w|rw]          hold an object open (default r); prints its objectid\n"
@@ -398,7 +399,7 @@ int Shell(Connection& c, crfs::client::FileOps& ops, const std::string& server) 
     number++;
     std::vector<std::string> words;
     std::string word;
-    for (const char* p = line; *p && *p != '#'; p++) {
+    for (const char* p = line; *p && !(*p == '#' && word.empty()); p++) {  // '#' starting a word: a comment
       if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') {
         if (!word.empty()) words.push_back(std::move(word));
         word.clear();

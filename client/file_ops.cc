@@ -593,9 +593,10 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
     }
     // A directory an earlier batch made is visible to others by now: its
     // entries go in as one range per key (each name hash, each new index),
-    // authoritative for those keys only, so an entry someone else added
-    // meanwhile stays (one under the same hash makes the batch EINVAL:
-    // its DIR_ITEM would go without its DIR_INDEX).
+    // authoritative for those keys only, so that no entry someone else
+    // added is ever replaced. One added before this object's last commit
+    // stays; one added after it makes the batch ESTALE, and one under the
+    // same hash EINVAL (its DIR_ITEM would go without its DIR_INDEX).
     for (const auto& [dir, entries] : existing_dirs) {
       std::vector<Item> items;
       entry_items(dir, entries, &items);

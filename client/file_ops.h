@@ -56,9 +56,6 @@ class FileOps {
   // Commits `ranges` as one transaction (fragmented to fit the session's
   // payload limit); the reply's generation becomes the base of the next.
   Result<proto::TransReply> Commit(std::vector<proto::ItemRange> ranges, uint8_t flags = 0);
-  // The same, based on generation `base` (what the client knows of every
-  // object the ranges cover is at least that current).
-  Result<proto::TransReply> CommitAt(std::vector<proto::ItemRange> ranges, uint64_t base, uint8_t flags = 0);
 
   // Frames and bytes this object sent for transactions (benchmarks).
   uint64_t frames_sent() const { return frames_sent_; }
@@ -75,6 +72,9 @@ class FileOps {
     std::vector<proto::DirEntry> same_hash;  // the other entries under the name's hash
   };
   Result<Entry> Find(const std::string& path);
+  // Commit, based on generation `base` (what the client knows of every
+  // object the ranges cover is at least that current).
+  Result<proto::TransReply> CommitAt(std::vector<proto::ItemRange> ranges, uint64_t base, uint8_t flags = 0);
   Result<proto::InodeItem> Inode(uint64_t obj);
   uint64_t NextProvisional() { return CRFS_PROVISIONAL_FIRST + next_provisional_++; }
   // Ranges that make `e.name` in `e.dir` name `obj` (0: nothing), of type `type`.

@@ -783,6 +783,12 @@ RequestError Planner::Order() {
   // chain of renames) is refused rather than ordered at any cost.
   constexpr uint64_t kMaxOrderingWork = 1ull << 26;
   uint64_t work = 0;
+  // Unfinished renames by the slot they leave: the move out of a taken
+  // target, found in one lookup when renames are stuck.
+  std::map<Slot, Move*> leaving;
+  for (Move& m : moves) {
+    if (m.from && m.to) leaving[*m.from] = &m;
+  }
   while (left > 0) {
     bool progress = false;
     if ((work += moves.size()) > kMaxOrderingWork) {
@@ -792,6 +798,7 @@ RequestError Planner::Order() {
       if (m.done || !ready(m)) continue;
       emit(m);
       apply(m);
+      if (m.from && m.to) leaving.erase(*m.from);
       m.done = true;
       left--;
       progress = true;
@@ -803,38 +810,46 @@ RequestError Planner::Order() {
     // from there. A cycle of k objects takes k - 1 exchanges, no temporary
     // names, and each is atomic.
     bool swapped = false;
+    if ((work += moves.size()) > kMaxOrderingWork) {
+      return Err(E2BIG, "transaction too entangled to order within bounds; split it");
+    }
     for (Move& m : moves) {
       if (m.done || !m.from || !m.to) continue;
       const uint64_t other = at[*m.to];
-      for (Move& n : moves) {
-        if (n.done || &n == &m || n.obj != other || !n.from || !n.to || *n.from != *m.to) continue;
-        if ((is_dir(m.obj) && inside(m.to->dir, m.obj)) || (is_dir(n.obj) && inside(m.from->dir, n.obj))) continue;
-        plan->ops.push_back(MakeOp(Op::kExchange, [&](Op& x) {
-          x.dir = m.from->dir;
-          x.name = m.from->name;
-          x.obj = m.obj;
-          x.dir2 = m.to->dir;
-          x.name2 = m.to->name;
-          x.obj2 = n.obj;
-        }));
-        at[*m.from] = n.obj;
-        at[*m.to] = m.obj;
-        if (is_dir(m.obj)) parent[m.obj] = m.to->dir;
-        if (is_dir(n.obj)) parent[n.obj] = m.from->dir;
-        m.done = true;
+      auto next = leaving.find(*m.to);
+      if (next == leaving.end() || next->second == &m || next->second->obj != other) continue;
+      Move& n = *next->second;
+      if ((is_dir(m.obj) && inside(m.to->dir, m.obj)) || (is_dir(n.obj) && inside(m.from->dir, n.obj))) continue;
+      plan->ops.push_back(MakeOp(Op::kExchange, [&](Op& x) {
+        x.dir = m.from->dir;
+        x.name = m.from->name;
+        x.obj = m.obj;
+        x.dir2 = m.to->dir;
+        x.name2 = m.to->name;
+        x.obj2 = n.obj;
+      }));
+      at[*m.from] = n.obj;
+      at[*m.to] = m.obj;
+      if (is_dir(m.obj)) parent[m.obj] = m.to->dir;
+      if (is_dir(n.obj)) parent[n.obj] = m.from->dir;
+      leaving.erase(*m.from);
+      leaving.erase(*m.to);
+      m.done = true;
+      left--;
+      if (*n.to == *m.from) {  // they traded places
+        n.done = true;
         left--;
-        if (*n.to == *m.from) {  // they traded places
-          n.done = true;
-          left--;
-        } else {
-          n.from = *m.from;
-        }
-        swapped = true;
-        break;
+      } else {
+        n.from = *m.from;
+        leaving[*n.from] = &n;
       }
-      if (swapped) break;
+      swapped = true;
+      break;
     }
-    if (!swapped) return Err(EOPNOTSUPP, "renames that cannot be ordered (a cycle through a directory's own subtree)");
+    if (!swapped) {
+      return Err(EOPNOTSUPP,
+                 "renames and removals that cannot be ordered without a temporary name; split the transaction");
+    }
   }
   for (Op& op : last) plan->ops.push_back(std::move(op));
 

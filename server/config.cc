@@ -198,7 +198,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
     CRFS_RETURN_IF_ERROR(l.U32("handshake_timeout_ms", &c.handshake_timeout_ms, 100, 600000));
     CRFS_RETURN_IF_ERROR(l.U32("idle_timeout_ms", &c.idle_timeout_ms, 1000, 86400000));
     CRFS_RETURN_IF_ERROR(l.U32("max_open_per_session", &c.max_open_per_session, 1, 1 << 16));
-    CRFS_RETURN_IF_ERROR(l.U32("max_unnamed_per_tenant", &c.max_unnamed_per_tenant, 0, 1 << 16));
+    CRFS_RETURN_IF_ERROR(l.U32("max_unnamed_per_tenant", &c.max_unnamed_per_tenant, 1, 1 << 16));
     CRFS_RETURN_IF_ERROR(l.Finish());
   }
   CRFS_RETURN_IF_ERROR(s);

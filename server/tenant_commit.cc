@@ -7,6 +7,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -368,6 +369,9 @@ bool TenantStore::Searchable(uint64_t dir, std::set<uint64_t>* searchable, Reque
     if (e == table_.end()) return Fail(err, ENOENT, "directory " + std::to_string(d) + " is not known");
     d = e->second.parent;
   }
+  // From the top down, as a path walk goes: a directory fd not cached yet
+  // is opened (as this user) only below one found searchable.
+  std::reverse(chain.begin(), chain.end());
   for (uint64_t d : chain) {
     int dfd = DirFd(d, 0, err);
     if (dfd < 0) return false;

@@ -214,7 +214,8 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       if (d->d_type == DT_DIR) {
         // A nested subvolume or snapshot is another device: not the tenant's.
         struct stat st;
-        if (fstatat(dir.fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || st.st_dev != dev_) {
+        if (fstatat(dir.fd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+        if (st.st_dev != dev_) {
           hidden.insert(std::move(name));
           continue;
         }
@@ -255,12 +256,14 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   // has side effects. The type is the one the parent's listing reported;
   // the inode check in OpenChild and the statx below catch a swap.
   uint8_t type = CRFS_FT_DIR;
+  bool contents = true;  // xattrs, data layout, entries: not for a write-only holder of a nameless object
   if (ino != CRFS_ROOT_OBJECTID) {
     auto it = table_.find(ino);
     if (it != table_.end()) {
       type = it->second.type;
-    } else if (KeptAccess(ino) != 0) {
+    } else if (const uint32_t access = KeptAccess(ino); access != 0) {
       type = held_.at(ino).type;  // no name any more, held open by this session
+      contents = (access & CRFS_OPEN_READ) != 0;
     } else {
       return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
     }
@@ -308,7 +311,7 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
     items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
   }
 
-  if (readable && wanted(CRFS_XATTR_ITEM_KEY)) {
+  if (readable && contents && wanted(CRFS_XATTR_ITEM_KEY)) {
     std::map<uint64_t, proto::Xattrs> xattrs;
     char names[65536];
     ssize_t len = flistxattr(io.fd, names, sizeof(names));
@@ -341,7 +344,7 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
       e.csums = proto::DataBlockCrcs(e.data);
       items->push_back(Item{{ino, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)});
     }
-  } else if (is_reg && sx.stx_size > 0 && wanted(CRFS_EXTENT_DATA_KEY)) {
+  } else if (is_reg && contents && sx.stx_size > 0 && wanted(CRFS_EXTENT_DATA_KEY)) {
     // Data runs and holes, as the file system reports them, from the first
     // offset asked for; at most kMaxItemsPerQuery items (a sparse file of
     // exabytes would otherwise be billions of them).

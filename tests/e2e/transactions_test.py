@@ -413,6 +413,25 @@ class OpenFiles(unittest.TestCase):
         # The session ended without CLOSE: crfsd let go of the object.
         self.assertEqual(crfsd_deleted_files_after_a_while(), [])
 
+    def test_write_only_holders_see_no_contents(self):
+        self.put('/wo-held', b'secret\n')
+        crfs('setfattr', '-n', 'user.tag', '-v', 'x', '/wo-held')
+        n = objectid('/wo-held')
+        sh = Shell()
+        try:
+            self.assertEqual(sh('open /wo-held w')[1], '')
+            self.assertIn('Xattr: user.tag', sh(f'stat @{n}')[0])  # named: as any object of the tenant
+            crfs('rm', '/wo-held')
+            out, err = sh(f'stat @{n}')
+            self.assertIn('Links: 0', out)
+            self.assertNotIn('Xattr', out)  # nameless: only what write access allows
+            out, err = sh(f'cat @{n}')
+            self.assertIn('EBADF', err)
+            self.assertEqual(sh(f'write @{n} 0 S'), ('', ''))
+        finally:
+            self.assertEqual(sh.close(), 1)
+        self.assertEqual(crfsd_deleted_files_after_a_while(), [])
+
     def test_seed_scenario_with_the_directory_open(self):
         # mkdir dir; open dir; creat dir/file; unlink dir/file; rmdir dir - in one session.
         sh = Shell()

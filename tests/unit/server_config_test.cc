@@ -73,7 +73,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"\"max_sessions\": 100", "\"max_sessoins\": 1", "limits.max_sessoins: unknown key"},
         BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_open_per_session\": 0",
                   "limits.max_open_per_session"},
-        BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_unnamed_per_tenant\": 70000",
+        BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_unnamed_per_tenant\": 0",
                   "limits.max_unnamed_per_tenant"},
         BadConfig{"\"count\": 65536", "\"count\": 0", "tenants.acme.id_map.count: must be an integer"},
         BadConfig{"\"uid_base\": 100000, ", "", "tenants.acme.id_map.uid_base"},
