@@ -4,10 +4,11 @@
 # Tenant "bench" removes a tree of 20,000 files in 1,500 directories with
 # `crfs rm -r` (one transaction); meanwhile tenant "other" sends PINGs on one
 # session (a `crfs shell`), one after another, and records how long each took.
-# Prints the PING latencies before and during the removal. crfsd runs every
-# transaction in its event loop (SECURITY.md §4), so the removal's commit time
-# shows up as the other tenant's worst latency; a store worker per tenant
-# (DESIGN.md §2) would take it away. Needs root. Not part of the test suite.
+# Prints the PING latencies before and during the removal. Transactions
+# commit on a store worker per tenant (server/store_worker.h), so the other
+# tenant keeps being answered; when they ran in the event loop its worst
+# latency was the whole commit (docs/benchmarks.md). Needs root. Not part of
+# the test suite.
 #
 # usage: bench/fairness.sh [BUILD_DIR]   (default build/release, (re)built first)
 set -euo pipefail

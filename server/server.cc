@@ -17,6 +17,7 @@
 
 #include "server/log.h"
 #include "server/session.h"
+#include "server/store_worker.h"
 
 namespace crfs::server {
 namespace {
@@ -45,6 +46,9 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
     auto store = TenantStore::Open(s->config_.storage_root, t);
     if (!store.ok()) return store.status();
     (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
+    auto worker = StoreWorker::Start();
+    if (!worker.ok()) return worker.status();
+    s->workers_.emplace(store->get(), std::move(*worker));
     s->tenants_.emplace(t.name, std::move(*store));
   }
   // What the configuration lets crfsd hold open at once, against its fd
@@ -63,6 +67,14 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
         static_cast<unsigned long long>(nofile.rlim_cur));
   }
   CRFS_RETURN_IF_ERROR(s->Listen());
+  for (auto& [store, worker] : s->workers_) {
+    struct epoll_event ev {};
+    ev.events = EPOLLIN;
+    ev.data.fd = worker->event_fd();
+    if (epoll_ctl(s->epoll_fd_, EPOLL_CTL_ADD, worker->event_fd(), &ev) != 0) {
+      return Status(Code::kIo, std::string("epoll_ctl worker: ") + strerror(errno));
+    }
+  }
   return s;
 }
 
@@ -70,6 +82,11 @@ Server::Server(ServerConfig config, std::unique_ptr<TlsContext> tls)
     : config_(std::move(config)), tls_(std::move(tls)) {}
 
 Server::~Server() {
+  // Every running transaction finishes and is answered (as far as its
+  // session can still be written to) before anything goes.
+  for (auto& [store, worker] : workers_) {
+    while (worker->busy()) worker->Drain();
+  }
   sessions_.clear();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (listen_fd_ >= 0) close(listen_fd_);
@@ -169,6 +186,25 @@ void Server::Accept(int64_t now_ms) {
   }
 }
 
+StoreWorker* Server::WorkerOf(const TenantStore* store) {
+  auto it = workers_.find(store);
+  return it == workers_.end() ? nullptr : it->second.get();
+}
+
+StoreWorker* Server::WorkerByEventFd(int fd) {
+  for (auto& [store, worker] : workers_) {
+    if (worker->event_fd() == fd) return worker.get();
+  }
+  return nullptr;
+}
+
+Session* Server::FindSession(uint64_t serial) {
+  for (auto& [fd, s] : sessions_) {
+    if (s->serial() == serial) return s.get();
+  }
+  return nullptr;
+}
+
 void Server::Update(Session* s, uint32_t events) {
   if (events == 0) {
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s->fd(), nullptr);
@@ -203,6 +239,21 @@ Status Server::Run(volatile sig_atomic_t* stop) {
         Accept(now);
         continue;
       }
+      if (StoreWorker* w = WorkerByEventFd(fd)) {
+        // A transaction finished: answer it, then let the tenant's sessions
+        // dispatch what they held back meanwhile.
+        if (!w->TakeCompletion()) continue;
+        const TenantStore* store = nullptr;
+        for (auto& [st, wk] : workers_) {
+          if (wk.get() == w) store = st;
+        }
+        std::vector<Session*> tenant_sessions;
+        for (auto& [sfd, s] : sessions_) {
+          if (s->tenant() == store) tenant_sessions.push_back(s.get());
+        }
+        for (Session* s : tenant_sessions) Update(s, s->Drive(now));
+        continue;
+      }
       auto it = sessions_.find(fd);
       if (it == sessions_.end()) continue;
       Session* s = it->second.get();
@@ -213,6 +264,7 @@ Status Server::Run(volatile sig_atomic_t* stop) {
       // Durability: what was applied is synced about once a second, and
       // the sessions that committed it are told (an unsolicited DURABLE).
       for (auto& [name, store] : tenants_) {
+        if (WorkerOf(store.get())->busy()) continue;  // the worker's: next sweep
         if (store->DurableGeneration() >= store->Generation()) continue;
         uint64_t durable = 0;
         RequestError err;

@@ -23,12 +23,14 @@
 
 #include "proto/status.h"
 #include "server/config.h"
+#include "server/store_worker.h"
 #include "server/tenant_store.h"
 #include "server/tls_context.h"
 
 namespace crfs::server {
 
 class Session;
+class StoreWorker;
 
 class Server {
  public:
@@ -44,6 +46,10 @@ class Server {
   const ServerConfig& config() const { return config_; }
   // The store of a configured tenant, or nullptr.
   TenantStore* Tenant(std::string_view name);
+  // The worker that runs `store`'s transactions (store_worker.h).
+  StoreWorker* WorkerOf(const TenantStore* store);
+  // The session with serial number `serial`, or nullptr if it has ended.
+  Session* FindSession(uint64_t serial);
   // Counts an authenticated session of `tenant`; false if the tenant is at
   // limits.max_sessions_per_tenant. Each true is paired with a Release.
   bool AdmitSession(const std::string& tenant);
@@ -54,10 +60,14 @@ class Server {
   Status Listen();
   void Accept(int64_t now_ms);
   void Update(Session* s, uint32_t events);
+  StoreWorker* WorkerByEventFd(int fd);
 
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
   std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
+  // Declared after tenants_ and before sessions_: sessions ending at
+  // shutdown still reach their worker; workers stop before the stores go.
+  std::map<const TenantStore*, std::unique_ptr<StoreWorker>> workers_;
   std::map<int, std::unique_ptr<Session>> sessions_;
   std::map<std::string, uint32_t, std::less<>> tenant_sessions_;
   int64_t accept_paused_until_ = 0;  // out of fds: the listener rests

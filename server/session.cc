@@ -14,6 +14,7 @@
 #include "proto/codec.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/store_worker.h"
 #include "server/tenant_store.h"
 #include "server/tls_context.h"
 
@@ -72,7 +73,11 @@ Session::Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t se
 
 Session::~Session() {
   if (tenant_) {
-    tenant_->CloseAllHeld(serial_);
+    // The store may be the worker's right now (a transaction of another
+    // session): let go of this session's open objects once it is free.
+    TenantStore* store = tenant_;
+    const uint64_t serial = serial_;
+    server_->WorkerOf(store)->AfterJob([store, serial] { store->CloseAllHeld(serial); });
     Log(LogLevel::kInfo, "session %llu ended: %s (tenant %s client %s, %llu frames in, %llu out)",
         static_cast<unsigned long long>(serial_), end_reason_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
         static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
@@ -122,6 +127,11 @@ uint32_t Session::WantedEvents() const {
   }
   uint32_t ev = 0;
   if (out_pos_ < out_.size() || io_wants_write_) ev |= EPOLLOUT;
+  if (held_) {
+    // Nothing to read until the store is free (the server drives this
+    // session again then); one wake-up at most for output or errors.
+    return ev | EPOLLONESHOT | EPOLLERR;
+  }
   if (io_wants_read_ || (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater)) ev |= EPOLLIN;
   return ev ? ev : EPOLLIN;
 }
@@ -182,7 +192,15 @@ void Session::Handshake(int64_t now_ms) {
 
 void Session::ReadFrames(int64_t now_ms) {
   uint8_t buf[16384];
-  while ((state_ == State::kAwaitHello || state_ == State::kReady) && out_.size() - out_pos_ < kOutputHighWater) {
+  if (held_) {
+    if (StoreBusy() || !(state_ == State::kAwaitHello || state_ == State::kReady)) return;
+    proto::Frame f = std::move(*held_);
+    held_.reset();
+    payload_bytes_ = held_payload_bytes_;
+    Dispatch(f);
+  }
+  while (!held_ && (state_ == State::kAwaitHello || state_ == State::kReady) &&
+         out_.size() - out_pos_ < kOutputHighWater) {
     ERR_clear_error();
     int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));
     if (n <= 0) {
@@ -203,6 +221,11 @@ void Session::ReadFrames(int64_t now_ms) {
     frames_in_++;
     deadline_ms_ = now_ms + server_->config().idle_timeout_ms;
     payload_bytes_ = in_.header() ? in_.header()->bytes : 0;
+    if (StoreBusy()) {  // every handler may need the store: wait for it
+      held_ = std::move(**frame);
+      held_payload_bytes_ = payload_bytes_;
+      return;
+    }
     Dispatch(**frame);
   }
 }
@@ -262,7 +285,9 @@ bool Session::Send(uint64_t id, uint32_t info, proto::Message msg) {
   return ok;
 }
 
-uint64_t Session::FinalGeneration() const { return hello_done_ && tenant_ ? tenant_->Generation() : 0; }
+bool Session::StoreBusy() const { return tenant_ && server_->WorkerOf(tenant_)->busy(); }
+
+uint64_t Session::FinalGeneration() const { return hello_done_ && tenant_ && !StoreBusy() ? tenant_->Generation() : 0; }
 
 void Session::Final(uint64_t id, int err, const std::string& text) {
   Send(id, static_cast<uint32_t>(err), proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT), FinalGeneration()});
@@ -379,18 +404,47 @@ void Session::OnTransFrag(const Frame& f) {
     case TransactionAssembler::Outcome::kRefused: return Final(f.id, err.err, err.text);
     case TransactionAssembler::Outcome::kComplete: break;
   }
-  Answer a;
   err = ValidateTransaction(t, tenant_->ids());
-  CommitResult result;
-  if (err.err == 0 && tenant_->Commit(t, serial_, credentials_, &result, &err)) {
-    a.reply.generation = result.generation;
-    a.reply.flags = CRFS_TRANS_R_APPLIED | (result.durable ? CRFS_TRANS_R_DURABLE : 0);
-    a.reply.map = std::move(result.map);
-    if (!result.durable) awaiting_durable_ = std::max(awaiting_durable_, result.generation);
-  } else {
+  if (err.err != 0) {
+    Answer a;
     a.err = err.err;
     a.text = err.text;
+    return Answered(f.id, std::move(a));
   }
+  // The commit runs on the tenant's store worker; this session, and every
+  // other of the tenant, holds its next frame until the answer is sent.
+  struct Job {
+    Transaction t;
+    CommitResult result;
+    RequestError err;
+    bool ok = false;
+  };
+  auto job = std::make_shared<Job>();
+  job->t = std::move(t);
+  TenantStore* store = tenant_;
+  Server* server = server_;
+  const uint64_t serial = serial_, id = f.id;
+  const ClientCredentials who = credentials_;
+  server_->WorkerOf(store)->Submit(
+      [job, store, serial, who] { job->ok = store->Commit(job->t, serial, who, &job->result, &job->err); },
+      [job, server, serial, id] {
+        Session* s = server->FindSession(serial);
+        if (!s) return;  // ended meanwhile: nobody to answer
+        Answer a;
+        if (job->ok) {
+          a.reply.generation = job->result.generation;
+          a.reply.flags = CRFS_TRANS_R_APPLIED | (job->result.durable ? CRFS_TRANS_R_DURABLE : 0);
+          a.reply.map = std::move(job->result.map);
+          if (!job->result.durable) s->awaiting_durable_ = std::max(s->awaiting_durable_, job->result.generation);
+        } else {
+          a.err = job->err.err;
+          a.text = job->err.text;
+        }
+        s->Answered(id, std::move(a));
+      });
+}
+
+void Session::Answered(uint64_t id, Answer a) {
   // Bounded in count and in map entries (a map may hold 65,536).
   answered_entries_ += a.reply.map.size();
   while (!answered_order_.empty() &&
@@ -400,10 +454,10 @@ void Session::OnTransFrag(const Frame& f) {
     answered_.erase(old);
     answered_order_.pop_front();
   }
-  answered_order_.push_back(f.id);
-  const Answer& kept = answered_.emplace(f.id, std::move(a)).first->second;
-  if (kept.err == 0 && !Send(f.id, 0, kept.reply)) return;
-  Final(f.id, kept.err, kept.text);
+  answered_order_.push_back(id);
+  const Answer& kept = answered_.emplace(id, std::move(a)).first->second;
+  if (kept.err == 0 && !Send(id, 0, kept.reply)) return;
+  Final(id, kept.err, kept.text);
 }
 
 bool Session::NotifyDurable(uint64_t generation) {

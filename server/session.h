@@ -16,6 +16,11 @@
 // requests until the client has taken its replies, so a client that does
 // not read cannot make crfsd buffer without bound.
 //
+// Transactions commit on the tenant's store worker (store_worker.h); while
+// one runs, every session of that tenant holds the next frame it decodes
+// (held_) and reads nothing more, so requests are still answered in order
+// and never touch a store the worker owns; sessions of other tenants go on.
+//
 // Not thread-safe: owned and driven by one event loop thread.
 #pragma once
 
@@ -56,6 +61,7 @@ class Session {
   void CheckDeadline(int64_t now_ms);
 
   int fd() const { return fd_; }
+  uint64_t serial() const { return serial_; }
   State state() const { return state_; }
   TenantStore* tenant() const { return tenant_; }
   // Queues an unsolicited DURABLE if this session has applied transactions
@@ -119,6 +125,11 @@ class Session {
 
   proto::FrameAssembler in_;
   size_t payload_bytes_ = 0;  // of the frame being dispatched
+  // A frame read while the tenant's store was busy with a transaction
+  // (store_worker.h): dispatched once it is free, before anything else is read.
+  std::optional<proto::Frame> held_;
+  size_t held_payload_bytes_ = 0;
+  bool StoreBusy() const;
   TransactionAssembler transactions_;
   // Answers to this session's finished transactions, by id, for
   // retransmissions (the oldest forgotten first).
@@ -127,6 +138,8 @@ class Session {
     std::string text;
     proto::TransReply reply;
   };
+  // Records and sends the answer to transaction `id` (also for retransmissions).
+  void Answered(uint64_t id, Answer a);
   static constexpr size_t kAnswersRemembered = 1024;
   static constexpr size_t kAnswerEntriesRemembered = 1 << 17;  // ~2 MiB of provisional maps
   size_t answered_entries_ = 0;

@@ -27,8 +27,9 @@
 // getdents64, listxattr, SEEK_DATA/SEEK_HOLE, readlink) in btrfs key order;
 // uids and gids go out as tenant ids through the tenant's IdMap.
 //
-// Not thread-safe: one store is used by one thread (the event loop now, the
-// tenant's store worker after the privilege split).
+// Not thread-safe: one thread at a time uses a store: the event loop, or,
+// while a transaction commits, the tenant's StoreWorker (store_worker.h),
+// during which the event loop leaves it alone.
 #pragma once
 
 #include <sys/types.h>

@@ -519,6 +519,40 @@ class OpenFiles(unittest.TestCase):
         self.assertEqual(crfsd_deleted_files_after_a_while(), [])
 
 
+class Fairness(unittest.TestCase):
+    """A tenant's transaction runs on that tenant's store worker: while it cannot finish (the file
+    system is frozen under it), the tenant's next request waits its turn, and another tenant is
+    answered at once."""
+
+    def test_a_stuck_transaction_holds_its_tenant_only(self):
+        crt, key = W().cert('acme', 'alice')
+        cmd = [base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert', crt,
+               '--key', key]
+        run('fsfreeze', '-f', W().mnt)
+        mkdir = ls = None
+        try:
+            mkdir = subprocess.Popen(cmd + ['mkdir', '/made-while-frozen'], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+            time.sleep(1)  # it reaches the worker and blocks there (journal, mkdirat)
+            self.assertIsNone(mkdir.poll(), 'the transaction finished on a frozen file system')
+            ls = subprocess.Popen(cmd + ['ls', '/'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            bcrt, bkey = W().cert('beta', 'bob')
+            r = run(base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert', bcrt,
+                    '--key', bkey, 'ls', '/', timeout=10)  # another tenant: answered now, not after the thaw
+            self.assertIn('secret.txt', r.stdout)
+            time.sleep(0.5)
+            self.assertIsNone(ls.poll(), "acme's next request did not wait for its transaction")
+        finally:
+            run('fsfreeze', '-u', W().mnt)
+        self.assertEqual(mkdir.wait(timeout=30), 0, mkdir.stderr.read() if mkdir.stderr else '')
+        self.assertEqual(ls.wait(timeout=30), 0)
+        self.assertIn('made-while-frozen', ls.stdout.read())
+        for p in (mkdir, ls):
+            p.stdout.close()
+            p.stderr.close()
+        crfs('rm', '/made-while-frozen')
+
+
 class UsersInsideATenant(unittest.TestCase):
     """A certificate mapped to a tenant user (crfsd.json: clients.carol = uid 1000) acts as that
     user: the kernel checks every call with her ids, and crfsd checks the whole transaction
