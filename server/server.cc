@@ -263,21 +263,30 @@ Status Server::Run(volatile sig_atomic_t* stop) {
       last_sweep = now;
       // Durability: what was applied is synced about once a second, and
       // the sessions that committed it are told (an unsolicited DURABLE).
+      // The syncfs runs on the tenant's worker (it can take a while); the
+      // completion drives the tenant's sessions, which sends the DURABLEs.
       for (auto& [name, store] : tenants_) {
-        if (WorkerOf(store.get())->busy()) continue;  // the worker's: next sweep
+        StoreWorker* worker = WorkerOf(store.get());
+        if (worker->busy()) continue;  // the worker's: next sweep
         if (store->DurableGeneration() >= store->Generation()) continue;
-        uint64_t durable = 0;
-        RequestError err;
-        if (!store->Sync(&durable, &err)) {
-          Log(LogLevel::kError, "tenant %s: sync: %s", name.c_str(), err.text.c_str());
-          continue;
-        }
-        // Driving a session may end it, and Update then erases it: collect first.
-        std::vector<Session*> told;
-        for (auto& [fd, s] : sessions_) {
-          if (s->tenant() == store.get() && s->NotifyDurable(durable)) told.push_back(s.get());
-        }
-        for (Session* s : told) Update(s, s->Drive(now));
+        struct Job {
+          uint64_t durable = 0;
+          RequestError err;
+          bool ok = false;
+        };
+        auto job = std::make_shared<Job>();
+        TenantStore* st = store.get();
+        const std::string tenant = name;
+        worker->Submit([job, st] { job->ok = st->Sync(&job->durable, &job->err); },
+                       [this, job, st, tenant] {
+                         if (!job->ok) {
+                           Log(LogLevel::kError, "tenant %s: sync: %s", tenant.c_str(), job->err.text.c_str());
+                           return;
+                         }
+                         for (auto& [fd, s] : sessions_) {
+                           if (s->tenant() == st) s->NotifyDurable(job->durable);
+                         }
+                       });
       }
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {

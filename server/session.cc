@@ -467,12 +467,25 @@ bool Session::NotifyDurable(uint64_t generation) {
 }
 
 void Session::OnSync(const Frame& f) {
-  uint64_t generation = 0;
-  RequestError err;
-  if (!tenant_->Sync(&generation, &err)) return Final(f.id, err.err, err.text);
-  if (awaiting_durable_ <= generation) awaiting_durable_ = 0;
-  if (!Send(f.id, 0, proto::Durable{generation})) return;
-  Final(f.id, 0);
+  // syncfs can take a while: on the tenant's worker, like a commit.
+  struct Job {
+    uint64_t generation = 0;
+    RequestError err;
+    bool ok = false;
+  };
+  auto job = std::make_shared<Job>();
+  TenantStore* store = tenant_;
+  Server* server = server_;
+  const uint64_t serial = serial_, id = f.id;
+  server_->WorkerOf(store)->Submit([job, store] { job->ok = store->Sync(&job->generation, &job->err); },
+                                   [job, server, serial, id] {
+                                     Session* s = server->FindSession(serial);
+                                     if (!s) return;
+                                     if (!job->ok) return s->Final(id, job->err.err, job->err.text);
+                                     if (s->awaiting_durable_ <= job->generation) s->awaiting_durable_ = 0;
+                                     if (!s->Send(id, 0, proto::Durable{job->generation})) return;
+                                     s->Final(id, 0);
+                                   });
 }
 
 void Session::OnOpen(const Frame& f) {
