@@ -206,15 +206,23 @@ Session* Server::FindSession(uint64_t serial) {
 }
 
 void Server::Update(Session* s, uint32_t events) {
-  if (events == 0) {
-    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, s->fd(), nullptr);
-    sessions_.erase(s->fd());
+  const int fd = s->fd();
+  const bool was_paused = paused_.count(fd) > 0;
+  if (events == 0 || events == Session::kPaused) {
+    if (!was_paused) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+    if (events == 0) {
+      paused_.erase(fd);
+      sessions_.erase(fd);
+    } else {
+      paused_.insert(fd);
+    }
     return;
   }
   struct epoll_event ev {};
   ev.events = events;
-  ev.data.fd = s->fd();
-  epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, s->fd(), &ev);
+  ev.data.fd = fd;
+  epoll_ctl(epoll_fd_, was_paused ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  paused_.erase(fd);
 }
 
 Status Server::Run(volatile sig_atomic_t* stop) {

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -69,6 +70,7 @@ class Server {
   // shutdown still reach their worker; workers stop before the stores go.
   std::map<const TenantStore*, std::unique_ptr<StoreWorker>> workers_;
   std::map<int, std::unique_ptr<Session>> sessions_;
+  std::set<int> paused_;  // sessions' fds out of epoll until their tenant's worker is done
   std::map<std::string, uint32_t, std::less<>> tenant_sessions_;
   int64_t accept_paused_until_ = 0;  // out of fds: the listener rests
   int listen_fd_ = -1;

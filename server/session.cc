@@ -129,8 +129,10 @@ uint32_t Session::WantedEvents() const {
   if (out_pos_ < out_.size() || io_wants_write_) ev |= EPOLLOUT;
   if (held_) {
     // Nothing to read until the store is free (the server drives this
-    // session again then); one wake-up at most for output or errors.
-    return ev | EPOLLONESHOT | EPOLLERR;
+    // session again then). With output left: one wake-up at most for it;
+    // without: kPaused, no events at all (a hung-up peer would otherwise
+    // wake the loop over and over).
+    return ev ? ev | EPOLLONESHOT : kPaused;
   }
   if (io_wants_read_ || (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater)) ev |= EPOLLIN;
   return ev ? ev : EPOLLIN;

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <openssl/ssl.h>
+#include <sys/epoll.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -55,7 +56,9 @@ class Session {
   Session& operator=(const Session&) = delete;
 
   // Makes all the progress possible without blocking; returns the epoll
-  // events to wait for next (0 once kDone).
+  // events to wait for next (0 once kDone; kPaused: none until the server
+  // drives it again, after its tenant's store worker finished).
+  static constexpr uint32_t kPaused = EPOLLONESHOT;
   uint32_t Drive(int64_t now_ms);
   // Ends the session if its handshake or idle deadline has passed.
   void CheckDeadline(int64_t now_ms);
