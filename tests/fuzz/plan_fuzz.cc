@@ -12,35 +12,28 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "proto/codec.h"
 #include "server/commit_plan.h"
 #include "server/transaction.h"
+#include "tests/fuzz/trans_frames.h"
 #include "tests/unit/fake_tree.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace crfs;
-  static const server::IdMap ids(server::IdMapConfig{100000, 100000, 65536, 65534, false, true});
+  const server::IdMap& ids = fuzz::TenantIds();
   constexpr uint64_t kFloor = 5ull << 32, kGen = kFloor + 10;
   server::TransactionAssembler assembler;
-  proto::Bytes rest(data, size);
-  while (!rest.empty()) {
-    size_t n = 0;
-    auto frame = proto::DecodeFrame(rest, &n);
-    if (!frame.ok()) break;
-    rest = rest.subspan(n);
-    auto* frag = std::get_if<proto::TransFrag>(&frame->msg);
-    if (!frag) continue;
-    frag->base_generation = kGen;
+  fuzz::ForEachTransFrag(data, size, [&](uint64_t id, proto::TransFrag& frag, size_t n) {
+    frag.base_generation = kGen;
     server::Transaction t;
     server::RequestError err;
-    if (assembler.Add(frame->id, *frag, n, &t, &err) != server::TransactionAssembler::Outcome::kComplete) continue;
-    if (server::ValidateTransaction(t, ids).err != 0) continue;
+    if (assembler.Add(id, frag, n, &t, &err) != server::TransactionAssembler::Outcome::kComplete) return;
+    if (server::ValidateTransaction(t, ids).err != 0) return;
     server::testing::FakeTree tree;
     server::Plan plan;
     err = server::PlanTransaction(t, ids, kFloor, kGen, &tree, &plan);
     if (err.err != 0) {
       if (err.text.empty()) abort();
-      continue;
+      return;
     }
     size_t items = 0;
     for (const auto& r : t.ranges) items += r.items.size() + 1;
@@ -53,6 +46,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (names && (op.name.empty() || op.name.find('/') != std::string::npos)) abort();
       if (op.kind == server::Op::kCreate && op.obj < CRFS_PROVISIONAL_FIRST) abort();
     }
-  }
+  });
   return 0;
 }
