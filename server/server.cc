@@ -191,9 +191,9 @@ StoreWorker* Server::WorkerOf(const TenantStore* store) {
   return it == workers_.end() ? nullptr : it->second.get();
 }
 
-StoreWorker* Server::WorkerByEventFd(int fd) {
+const TenantStore* Server::StoreOfEventFd(int fd) {
   for (auto& [store, worker] : workers_) {
-    if (worker->event_fd() == fd) return worker.get();
+    if (worker->event_fd() == fd) return store;
   }
   return nullptr;
 }
@@ -247,14 +247,10 @@ Status Server::Run(volatile sig_atomic_t* stop) {
         Accept(now);
         continue;
       }
-      if (StoreWorker* w = WorkerByEventFd(fd)) {
+      if (const TenantStore* store = StoreOfEventFd(fd)) {
         // A transaction finished: answer it, then let the tenant's sessions
         // dispatch what they held back meanwhile.
-        if (!w->TakeCompletion()) continue;
-        const TenantStore* store = nullptr;
-        for (auto& [st, wk] : workers_) {
-          if (wk.get() == w) store = st;
-        }
+        if (!WorkerOf(store)->TakeCompletion()) continue;
         std::vector<Session*> tenant_sessions;
         for (auto& [sfd, s] : sessions_) {
           if (s->tenant() == store) tenant_sessions.push_back(s.get());

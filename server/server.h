@@ -61,7 +61,8 @@ class Server {
   Status Listen();
   void Accept(int64_t now_ms);
   void Update(Session* s, uint32_t events);
-  StoreWorker* WorkerByEventFd(int fd);
+  // The store whose worker signals on `fd`, or nullptr (a session's fd).
+  const TenantStore* StoreOfEventFd(int fd);
 
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
