@@ -155,6 +155,27 @@ Status ParseTenant(const std::string& name, const json& j, TenantConfig* t) {
   return f.Finish();
 }
 
+// Two tenants sharing host ids would own each other's files: every pair of
+// tenants' uid ranges and gid ranges must be disjoint.
+Status CheckDisjointIdRanges(const std::vector<TenantConfig>& tenants) {
+  for (size_t i = 0; i < tenants.size(); i++) {
+    for (size_t j = i + 1; j < tenants.size(); j++) {
+      const IdMapConfig &a = tenants[i].ids, &b = tenants[j].ids;
+      auto overlap = [&](uint32_t base_a, uint32_t base_b) {
+        return uint64_t{base_a} < uint64_t{base_b} + b.count && uint64_t{base_b} < uint64_t{base_a} + a.count;
+      };
+      for (const char* which : {"uid", "gid"}) {
+        const bool uid = which[0] == 'u';
+        if (!overlap(uid ? a.uid_base : a.gid_base, uid ? b.uid_base : b.gid_base)) continue;
+        return Fields::Err("tenants." + tenants[j].name + ".id_map",
+                           std::string("host ") + which + "s overlap those of tenant " + tenants[i].name +
+                               " (each tenant needs host ids of its own)");
+      }
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 const TenantConfig* ServerConfig::FindTenant(std::string_view name) const {
@@ -197,6 +218,9 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
     CRFS_RETURN_IF_ERROR(l.U32("max_sessions_per_tenant", &c.max_sessions_per_tenant, 1, 1 << 20));
     CRFS_RETURN_IF_ERROR(l.U32("handshake_timeout_ms", &c.handshake_timeout_ms, 100, 600000));
     CRFS_RETURN_IF_ERROR(l.U32("idle_timeout_ms", &c.idle_timeout_ms, 1000, 86400000));
+    CRFS_RETURN_IF_ERROR(l.U32("max_handshakes", &c.max_handshakes, 1, 1 << 20));
+    CRFS_RETURN_IF_ERROR(l.U32("max_handshakes_per_address", &c.max_handshakes_per_address, 1, 1 << 20));
+    CRFS_RETURN_IF_ERROR(l.U32("stop_timeout_ms", &c.stop_timeout_ms, 0, 3600000));
     CRFS_RETURN_IF_ERROR(l.U32("max_open_per_session", &c.max_open_per_session, 1, 1 << 16));
     CRFS_RETURN_IF_ERROR(l.U32("max_unnamed_per_tenant", &c.max_unnamed_per_tenant, 1, 1 << 16));
     CRFS_RETURN_IF_ERROR(l.Finish());
@@ -210,6 +234,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
     c.tenants.push_back(std::move(t));
   }
   CRFS_RETURN_IF_ERROR(f.Finish());
+  CRFS_RETURN_IF_ERROR(CheckDisjointIdRanges(c.tenants));
   return c;
 }
 

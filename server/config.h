@@ -49,6 +49,13 @@ struct ServerConfig {
   uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;
   uint32_t idle_timeout_ms = 600000;
+  // Pre-authentication: TLS handshakes in progress at once, in all and from
+  // one peer address; more connections are closed at once (SECURITY.md §4).
+  uint32_t max_handshakes = 1024;
+  uint32_t max_handshakes_per_address = 16;
+  // SIGTERM: how long crfsd may take to finish, answer and sync what it has
+  // taken before it exits anyway (a second SIGTERM ends it at once).
+  uint32_t stop_timeout_ms = 30000;
   uint32_t max_open_per_session = 1024;    // objects one session holds open (OPEN)
   uint32_t max_unnamed_per_tenant = 4096;  // open objects without names a tenant's store keeps fds of
   std::vector<TenantConfig> tenants;

@@ -176,6 +176,42 @@ JournalContents ParseJournal(proto::Bytes bytes) {
   return c;
 }
 
+namespace {
+
+// The whole file behind fd.
+Status ReadWhole(int fd, const std::string& path, std::vector<uint8_t>* buf) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Io("stat " + path);
+  if (!S_ISREG(st.st_mode)) return Status(Code::kInvalidArgument, path + ": not a regular file");
+  buf->resize(static_cast<size_t>(st.st_size));
+  size_t got = 0;
+  while (got < buf->size()) {
+    ssize_t n = pread(fd, buf->data() + got, buf->size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Io("read " + path);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  buf->resize(got);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<JournalContents> InspectJournal(const std::string& dir, const std::string& tenant) {
+  const std::string path = dir + "/" + tenant;
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return JournalContents{};
+    return Io("open " + path);
+  }
+  std::vector<uint8_t> buf;
+  Status s = ReadWhole(fd, path, &buf);
+  close(fd);
+  if (!s.ok()) return s;
+  return ParseJournal(buf);
+}
+
 Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std::string& tenant,
                                                JournalContents* contents) {
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return Io("mkdir " + dir);
@@ -183,19 +219,8 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Io("open " + path);
   std::unique_ptr<Journal> j(new Journal(dir, path, fd));
-  struct stat st;
-  if (fstat(fd, &st) != 0) return Io("stat " + path);
-  if (!S_ISREG(st.st_mode)) return Status(Code::kInvalidArgument, path + ": not a regular file");
-  std::vector<uint8_t> buf(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < buf.size()) {
-    ssize_t n = pread(fd, buf.data() + got, buf.size() - got, static_cast<off_t>(got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Io("read " + path);
-    if (n == 0) break;
-    got += static_cast<size_t>(n);
-  }
-  buf.resize(got);
+  std::vector<uint8_t> buf;
+  CRFS_RETURN_IF_ERROR(ReadWhole(fd, path, &buf));
   *contents = ParseJournal(buf);
   j->epoch_ = contents->epoch;
   j->bytes_ = buf.size();

@@ -62,6 +62,11 @@ struct JournalContents {
 // corrupt; never trusted past the first bad record).
 JournalContents ParseJournal(proto::Bytes bytes);
 
+// Reads the journal of `tenant` under `dir` without changing anything
+// (O_RDONLY; a missing file is an empty journal): for --check-config,
+// which may run while crfsd is appending to it.
+Result<JournalContents> InspectJournal(const std::string& dir, const std::string& tenant);
+
 // Encodes one op / reads one op (exposed for tests and the fuzz target).
 void EncodeOp(const Op& op, proto::Writer* w);
 [[nodiscard]] Status DecodeOp(proto::Reader* r, Op* op);

@@ -1,30 +1,60 @@
 // crfsd - the crfs server. See docs/crfsd.md.
 #include <signal.h>
 #include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "server/config.h"
+#include "server/config_check.h"
 #include "server/log.h"
 #include "server/server.h"
 
 namespace {
 
+// 1 after the first SIGTERM/SIGINT (stop cleanly), 2 after the second (at once).
 volatile sig_atomic_t g_stop = 0;
-void OnSignal(int) { g_stop = 1; }
+void OnSignal(int) { g_stop = g_stop < 2 ? g_stop + 1 : 2; }
 
 constexpr char kUsage[] =
     "usage: crfsd --config FILE [--check-config] [--port-file FILE]\n"
     "\n"
     "  --config FILE      the configuration (JSON; see docs/crfsd.md)\n"
-    "  --check-config     load the configuration, TLS material and tenants, then exit\n"
+    "  --check-config     check the configuration, TLS material, storage and tenants,\n"
+    "                     changing nothing (safe while crfsd runs), then exit\n"
     "  --port-file FILE   once listening, write the bound port to FILE (for port 0)\n"
     "  --help             this text\n"
     "\n"
     "crfsd runs in the foreground and logs to standard error.\n";
+
+// --check-config: every check, changing nothing (config_check.h), so that
+// it is safe beside a crfsd serving the same storage root.
+int CheckOnly(const std::string& path, const crfs::server::ServerConfig& config) {
+  using namespace crfs::server;
+  std::vector<Finding> findings = CheckServerConfig(config, time(nullptr));
+  for (Finding& f : CheckStorage(config)) findings.push_back(std::move(f));
+  int errors = 0, warnings = 0;
+  for (const Finding& f : findings) {
+    const LogLevel level = f.severity == Finding::kError     ? LogLevel::kError
+                           : f.severity == Finding::kWarning ? LogLevel::kWarning
+                                                             : LogLevel::kInfo;
+    errors += f.severity == Finding::kError;
+    warnings += f.severity == Finding::kWarning;
+    Log(level, "check: %s", f.text.c_str());
+  }
+  if (errors > 0) {
+    Log(LogLevel::kError, "configuration %s: %d error%s, %d warning%s", path.c_str(), errors, errors == 1 ? "" : "s",
+        warnings, warnings == 1 ? "" : "s");
+    return 1;
+  }
+  Log(LogLevel::kInfo, "configuration %s is valid (%d warning%s)", path.c_str(), warnings, warnings == 1 ? "" : "s");
+  return 0;
+}
 
 }  // namespace
 
@@ -57,6 +87,7 @@ int main(int argc, char** argv) {
     Log(LogLevel::kError, "%s", config.status().message().c_str());
     return 1;
   }
+  if (check_only) return CheckOnly(config_path, *config);
   signal(SIGPIPE, SIG_IGN);
   // One fd per session: take the whole hard limit for them.
   struct rlimit nofile;
@@ -68,10 +99,6 @@ int main(int argc, char** argv) {
   if (!server.ok()) {
     Log(LogLevel::kError, "%s", server.status().message().c_str());
     return 1;
-  }
-  if (check_only) {
-    Log(LogLevel::kInfo, "configuration %s is valid", config_path.c_str());
-    return 0;
   }
   if (!port_file.empty()) {
     std::string tmp = port_file + ".tmp";
@@ -88,6 +115,9 @@ int main(int argc, char** argv) {
   crfs::Status s = (*server)->Run(&g_stop);
   if (!s.ok()) {
     Log(LogLevel::kError, "%s", s.message().c_str());
+    // Forced: running transactions are not waited for (destructors would);
+    // the kernel releases the storage lock with the process.
+    if ((*server)->forced_stop()) _exit(1);
     return 1;
   }
   return 0;

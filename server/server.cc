@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "server/config_check.h"
 #include "server/log.h"
 #include "server/session.h"
 #include "server/store_worker.h"
@@ -28,20 +29,35 @@ int64_t NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
-std::string PeerName(const struct sockaddr_storage& ss) {
+// The peer's numeric address, and with its port ("192.0.2.7:51820").
+std::string PeerHost(const struct sockaddr_storage& ss) {
   char host[INET6_ADDRSTRLEN] = "?";
+  getnameinfo(reinterpret_cast<const struct sockaddr*>(&ss), sizeof(ss), host, sizeof(host), nullptr, 0,
+              NI_NUMERICHOST);
+  return host;
+}
+
+std::string PeerName(const struct sockaddr_storage& ss) {
   char serv[8] = "?";
-  getnameinfo(reinterpret_cast<const struct sockaddr*>(&ss), sizeof(ss), host, sizeof(host), serv, sizeof(serv),
-              NI_NUMERICHOST | NI_NUMERICSERV);
-  return std::string(host) + ":" + serv;
+  getnameinfo(reinterpret_cast<const struct sockaddr*>(&ss), sizeof(ss), nullptr, 0, serv, sizeof(serv),
+              NI_NUMERICSERV);
+  return PeerHost(ss) + ":" + serv;
 }
 
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
+  for (const Finding& f : CheckServerConfig(config, time(nullptr))) {
+    if (f.severity == Finding::kError) return Status(Code::kInvalidArgument, f.text);
+    Log(f.severity == Finding::kWarning ? LogLevel::kWarning : LogLevel::kInfo, "%s", f.text.c_str());
+  }
+  // Before any journal is read: one crfsd per storage root.
+  auto lock = StorageLock::Acquire(config.storage_root);
+  if (!lock.ok()) return lock.status();
   auto tls = TlsContext::Create(config.tls_ca, config.tls_crl, config.tls_cert, config.tls_key);
   if (!tls.ok()) return tls.status();
   std::unique_ptr<Server> s(new Server(std::move(config), std::move(*tls)));
+  s->lock_ = std::move(*lock);
   for (const TenantConfig& t : s->config_.tenants) {
     auto store = TenantStore::Open(s->config_.storage_root, t);
     if (!store.ok()) return store.status();
@@ -90,6 +106,12 @@ Server::~Server() {
   sessions_.clear();
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (listen_fd_ >= 0) close(listen_fd_);
+}
+
+void Server::HandshakeEnded(const std::string& host) {
+  auto it = handshakes_by_host_.find(host);
+  if (it != handshakes_by_host_.end() && --it->second == 0) handshakes_by_host_.erase(it);
+  if (handshakes_ > 0) handshakes_--;
 }
 
 bool Server::AdmitSession(const std::string& tenant) {
@@ -158,13 +180,27 @@ void Server::Accept(int64_t now_ms) {
       }
       return;
     }
-    const std::string peer = PeerName(ss);
+    const std::string peer = PeerName(ss), host = PeerHost(ss);
     if (sessions_.size() >= config_.max_sessions) {
       LogPeer(LogLevel::kWarning, "refusing %s: %u sessions open (limits.max_sessions)", peer.c_str(),
               config_.max_sessions);
       close(fd);
       continue;
     }
+    // Before authentication a peer is only an address: bound what one
+    // address, and all of them, may have in the handshake, so that nobody
+    // fills max_sessions with connections that never authenticate.
+    uint32_t& from_host = handshakes_by_host_[host];
+    if (handshakes_ >= config_.max_handshakes || from_host >= config_.max_handshakes_per_address) {
+      LogPeer(LogLevel::kWarning, "refusing %s: %u TLS handshakes in progress from %s, %u in all (limits.%s)",
+              peer.c_str(), from_host, host.c_str(), handshakes_,
+              handshakes_ >= config_.max_handshakes ? "max_handshakes" : "max_handshakes_per_address");
+      if (from_host == 0) handshakes_by_host_.erase(host);
+      close(fd);
+      continue;
+    }
+    from_host++;
+    handshakes_++;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     SSL* ssl = SSL_new(tls_->ctx());
@@ -172,10 +208,11 @@ void Server::Accept(int64_t now_ms) {
       LogPeer(LogLevel::kError, "SSL_new: %s", TlsErrorString().c_str());
       SSL_free(ssl);
       close(fd);
+      HandshakeEnded(host);
       continue;
     }
     SSL_set_accept_state(ssl);
-    auto session = std::make_unique<Session>(this, fd, ssl, peer, next_serial_++, now_ms);
+    auto session = std::make_unique<Session>(this, fd, ssl, peer, host, next_serial_++, now_ms);
     struct epoll_event ev {};
     ev.events = EPOLLIN;
     ev.data.fd = fd;
@@ -225,13 +262,103 @@ void Server::Update(Session* s, uint32_t events) {
   paused_.erase(fd);
 }
 
+void Server::SyncTenant(TenantStore* st, const std::string& tenant) {
+  // The syncfs runs on the tenant's worker (it can take a while); the
+  // completion drives the tenant's sessions, which sends the DURABLEs.
+  struct Job {
+    uint64_t durable = 0;
+    RequestError err;
+    bool ok = false;
+  };
+  auto job = std::make_shared<Job>();
+  WorkerOf(st)->Submit([job, st] { job->ok = st->Sync(&job->durable, &job->err); },
+                       [this, job, st, tenant] {
+                         if (!job->ok) {
+                           Log(LogLevel::kError, "tenant %s: sync: %s", tenant.c_str(), job->err.text.c_str());
+                           return;
+                         }
+                         for (auto& [fd, s] : sessions_) {
+                           if (s->tenant() == st) s->NotifyDurable(job->durable);
+                         }
+                       });
+}
+
+void Server::BeginStop(int64_t now) {
+  Log(LogLevel::kInfo,
+      "stopping: no new connections; answering what %zu sessions have sent, then syncing (at most %u ms; a second "
+      "SIGTERM stops at once)",
+      sessions_.size(), config_.stop_timeout_ms);
+  if (listen_fd_ >= 0) {
+    epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+    close(listen_fd_);
+    listen_fd_ = -1;
+  }
+  accept_paused_until_ = 0;
+  std::vector<Session*> all;
+  for (auto& [fd, s] : sessions_) all.push_back(s.get());
+  for (Session* s : all) {
+    s->StopReading();
+    Update(s, s->Drive(now));
+  }
+}
+
+bool Server::StopStep(int64_t now) {
+  if (!stop_closing_) {
+    for (auto& [store, worker] : workers_) {
+      if (worker->busy()) return false;  // a transaction or sync runs: its completion drives its sessions
+    }
+    std::vector<Session*> holding;
+    for (auto& [fd, s] : sessions_) {
+      if (s->holding()) holding.push_back(s.get());
+    }
+    for (Session* s : holding) Update(s, s->Drive(now));
+    if (!holding.empty()) return false;
+    // Everything taken is answered: make it durable, once per tenant.
+    bool submitted = false;
+    for (auto& [name, store] : tenants_) {
+      if (store->DurableGeneration() >= store->Generation() || !stop_synced_.insert(store.get()).second) continue;
+      SyncTenant(store.get(), name);
+      submitted = true;
+    }
+    if (submitted) return false;
+    stop_closing_ = true;
+    std::vector<Session*> all;
+    for (auto& [fd, s] : sessions_) all.push_back(s.get());
+    for (Session* s : all) {
+      s->Close("crfsd stopping");
+      Update(s, s->Drive(now));
+    }
+  }
+  return sessions_.empty();
+}
+
 Status Server::Run(volatile sig_atomic_t* stop) {
   Log(LogLevel::kInfo, "listening on %s:%u (%zu tenants, storage %s)", config_.listen_host.c_str(), port_,
       tenants_.size(), config_.storage_root.c_str());
   std::vector<struct epoll_event> events(256);
   int64_t last_sweep = NowMs();
-  while (!*stop) {
-    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), accept_paused_until_ ? 100 : 1000);
+  bool stopping = false;
+  int64_t stop_deadline = 0;
+  for (;;) {
+    if (*stop && !stopping) {
+      stopping = true;
+      stop_deadline = NowMs() + config_.stop_timeout_ms;
+      BeginStop(NowMs());
+    }
+    if (stopping) {
+      if (*stop >= 2 || NowMs() >= stop_deadline) {
+        forced_stop_ = true;
+        return Status(Code::kIo, std::string(*stop >= 2 ? "second signal" : "limits.stop_timeout_ms passed") +
+                                     ": stopping at once with " + std::to_string(sessions_.size()) +
+                                     " sessions open; a transaction cut short is finished from its journal at the "
+                                     "next start");
+      }
+      if (StopStep(NowMs())) break;
+    }
+    int n = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()),
+                       stopping               ? 50
+                       : accept_paused_until_ ? 100
+                                              : 1000);
     if (n < 0 && errno != EINTR) return Status(Code::kIo, std::string("epoll_wait: ") + strerror(errno));
     const int64_t now = NowMs();
     if (accept_paused_until_ && now >= accept_paused_until_) {
@@ -267,30 +394,11 @@ Status Server::Run(volatile sig_atomic_t* stop) {
       last_sweep = now;
       // Durability: what was applied is synced about once a second, and
       // the sessions that committed it are told (an unsolicited DURABLE).
-      // The syncfs runs on the tenant's worker (it can take a while); the
-      // completion drives the tenant's sessions, which sends the DURABLEs.
       for (auto& [name, store] : tenants_) {
         StoreWorker* worker = WorkerOf(store.get());
         if (worker->busy()) continue;  // the worker's: next sweep
         if (store->DurableGeneration() >= store->Generation()) continue;
-        struct Job {
-          uint64_t durable = 0;
-          RequestError err;
-          bool ok = false;
-        };
-        auto job = std::make_shared<Job>();
-        TenantStore* st = store.get();
-        const std::string tenant = name;
-        worker->Submit([job, st] { job->ok = st->Sync(&job->durable, &job->err); },
-                       [this, job, st, tenant] {
-                         if (!job->ok) {
-                           Log(LogLevel::kError, "tenant %s: sync: %s", tenant.c_str(), job->err.text.c_str());
-                           return;
-                         }
-                         for (auto& [fd, s] : sessions_) {
-                           if (s->tenant() == st) s->NotifyDurable(job->durable);
-                         }
-                       });
+        SyncTenant(store.get(), name);
       }
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {
@@ -300,7 +408,7 @@ Status Server::Run(volatile sig_atomic_t* stop) {
       for (Session* s : done) Update(s, 0);
     }
   }
-  Log(LogLevel::kInfo, "stopping: %zu sessions open", sessions_.size());
+  Log(LogLevel::kInfo, "stopped: every request taken was answered and every tenant synced");
   return Status::Ok();
 }
 

@@ -24,6 +24,7 @@
 
 #include "proto/status.h"
 #include "server/config.h"
+#include "server/storage_lock.h"
 #include "server/store_worker.h"
 #include "server/tenant_store.h"
 #include "server/tls_context.h"
@@ -39,8 +40,15 @@ class Server {
   static Result<std::unique_ptr<Server>> Create(ServerConfig config);
   ~Server();
 
-  // Serves until *stop becomes nonzero (set from a signal handler).
+  // Serves until *stop becomes nonzero (set from a signal handler), then
+  // stops cleanly: no new connections, every request already read is
+  // answered, every tenant synced (DURABLE sent), sessions closed with
+  // close_notify. *stop reaching 2, or limits.stop_timeout_ms passing,
+  // returns at once with an error and forced_stop() true: the caller then
+  // exits without waiting for running transactions (the journal finishes
+  // them at the next start).
   Status Run(volatile sig_atomic_t* stop);
+  bool forced_stop() const { return forced_stop_; }
 
   // The bound port (useful when the configuration asked for port 0).
   uint16_t port() const { return port_; }
@@ -55,15 +63,25 @@ class Server {
   // limits.max_sessions_per_tenant. Each true is paired with a Release.
   bool AdmitSession(const std::string& tenant);
   void ReleaseSession(const std::string& tenant);
+  // A session accepted from `host` has left the TLS handshake (done,
+  // failed or ended); each accepted connection calls it once.
+  void HandshakeEnded(const std::string& host);
 
  private:
   Server(ServerConfig config, std::unique_ptr<TlsContext> tls);
   Status Listen();
   void Accept(int64_t now_ms);
   void Update(Session* s, uint32_t events);
+  // Syncs one tenant on its worker (not busy) and tells its sessions.
+  void SyncTenant(TenantStore* store, const std::string& name);
+  // The clean stop (Run): BeginStop once, then StopStep each turn until it
+  // returns true (everything answered, synced and closed).
+  void BeginStop(int64_t now);
+  bool StopStep(int64_t now);
   // The store whose worker signals on `fd`, or nullptr (a session's fd).
   const TenantStore* StoreOfEventFd(int fd);
 
+  std::unique_ptr<StorageLock> lock_;  // first in, last out: held while anything may write
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
   std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
@@ -73,11 +91,16 @@ class Server {
   std::map<int, std::unique_ptr<Session>> sessions_;
   std::set<int> paused_;  // sessions' fds out of epoll until their tenant's worker is done
   std::map<std::string, uint32_t, std::less<>> tenant_sessions_;
-  int64_t accept_paused_until_ = 0;  // out of fds: the listener rests
+  uint32_t handshakes_ = 0;                             // sessions in kHandshake
+  std::map<std::string, uint32_t> handshakes_by_host_;  // of those, by peer address
+  int64_t accept_paused_until_ = 0;                     // out of fds: the listener rests
   int listen_fd_ = -1;
   int epoll_fd_ = -1;
   uint16_t port_ = 0;
   uint64_t next_serial_ = 1;
+  bool stop_closing_ = false;                 // StopStep: sessions are being closed
+  std::set<const TenantStore*> stop_synced_;  // StopStep: synced once already
+  bool forced_stop_ = false;
 };
 
 }  // namespace crfs::server

@@ -63,11 +63,12 @@ const Session::Route& Session::RouteFor(uint16_t type) {
   return kRoutes[type - 1];
 }
 
-Session::Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t serial, int64_t now_ms)
+Session::Session(Server* server, int fd, SSL* ssl, std::string peer, std::string host, uint64_t serial, int64_t now_ms)
     : server_(server),
       fd_(fd),
       ssl_(ssl),
       peer_(std::move(peer)),
+      host_(std::move(host)),
       serial_(serial),
       deadline_ms_(now_ms + server->config().handshake_timeout_ms) {}
 
@@ -83,6 +84,7 @@ Session::~Session() {
         static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
   }
   if (admitted_) server_->ReleaseSession(id_.tenant);
+  LeaveHandshake();
   SSL_free(ssl_);
   close(fd_);
 }
@@ -90,6 +92,7 @@ Session::~Session() {
 uint32_t Session::Drive(int64_t now_ms) {
   io_wants_read_ = io_wants_write_ = false;
   if (state_ == State::kHandshake) Handshake(now_ms);
+  if (state_ != State::kHandshake) LeaveHandshake();
   // Requests decrypted but not yet read sit inside the SSL object, where
   // epoll cannot see them: keep going while they make progress.
   for (int round = 0; round < 64 && (state_ == State::kAwaitHello || state_ == State::kReady); round++) {
@@ -105,6 +108,17 @@ uint32_t Session::Drive(int64_t now_ms) {
     if (out_pos_ == out_.size()) Shutdown();
   }
   return WantedEvents();
+}
+
+void Session::StopReading() {
+  stop_reading_ = true;
+  if (state_ == State::kHandshake) state_ = State::kDone;
+}
+
+void Session::LeaveHandshake() {
+  if (!in_handshake_) return;
+  in_handshake_ = false;
+  server_->HandshakeEnded(host_);
 }
 
 void Session::CheckDeadline(int64_t now_ms) {
@@ -127,11 +141,11 @@ uint32_t Session::WantedEvents() const {
   }
   uint32_t ev = 0;
   if (out_pos_ < out_.size() || io_wants_write_) ev |= EPOLLOUT;
-  if (held_) {
+  if (held_ || stop_reading_) {
     // Nothing to read until the store is free (the server drives this
-    // session again then). With output left: one wake-up at most for it;
-    // without: kPaused, no events at all (a hung-up peer would otherwise
-    // wake the loop over and over).
+    // session again then), or ever again (crfsd is stopping). With output
+    // left: one wake-up at most for it; without: kPaused, no events at all
+    // (a hung-up peer would otherwise wake the loop over and over).
     return ev ? ev | EPOLLONESHOT : kPaused;
   }
   if (io_wants_read_ || (state_ != State::kClosing && out_.size() - out_pos_ < kOutputHighWater)) ev |= EPOLLIN;
@@ -201,7 +215,7 @@ void Session::ReadFrames(int64_t now_ms) {
     payload_bytes_ = held_payload_bytes_;
     Dispatch(f);
   }
-  while (!held_ && (state_ == State::kAwaitHello || state_ == State::kReady) &&
+  while (!held_ && !stop_reading_ && (state_ == State::kAwaitHello || state_ == State::kReady) &&
          out_.size() - out_pos_ < kOutputHighWater) {
     ERR_clear_error();
     int n = SSL_read(ssl_, buf, static_cast<int>(std::min(sizeof(buf), in_.Wanted())));

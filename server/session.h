@@ -50,7 +50,9 @@ class Session {
  public:
   enum class State { kHandshake, kAwaitHello, kReady, kClosing, kDone };
 
-  Session(Server* server, int fd, SSL* ssl, std::string peer, uint64_t serial, int64_t now_ms);
+  // `peer` is the address with its port, `host` without (for the
+  // server's per-address handshake count, server.h).
+  Session(Server* server, int fd, SSL* ssl, std::string peer, std::string host, uint64_t serial, int64_t now_ms);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -62,6 +64,14 @@ class Session {
   uint32_t Drive(int64_t now_ms);
   // Ends the session if its handshake or idle deadline has passed.
   void CheckDeadline(int64_t now_ms);
+  // crfsd is stopping (SIGTERM): a session in its handshake ends at once;
+  // any other reads no more requests, but still dispatches the frame it
+  // holds and answers everything it took (the server drives it).
+  void StopReading();
+  // Ends the session with close_notify once its replies are flushed.
+  void Close(const std::string& why) { End(why); }
+  // Holds a frame it has read but not yet dispatched.
+  bool holding() const { return held_.has_value(); }
 
   int fd() const { return fd_; }
   uint64_t serial() const { return serial_; }
@@ -111,6 +121,9 @@ class Session {
   int fd_;
   SSL* ssl_;
   std::string peer_;
+  std::string host_;
+  bool in_handshake_ = true;  // counted in the server's handshakes in progress
+  void LeaveHandshake();
   uint64_t serial_;
   State state_ = State::kHandshake;
   int64_t deadline_ms_;
@@ -119,6 +132,7 @@ class Session {
   bool io_wants_write_ = false;
   bool admitted_ = false;  // counted in the server's per-tenant sessions
   bool hello_done_ = false;
+  bool stop_reading_ = false;  // StopReading()
 
   ClientIdentity id_;
   std::string fingerprint_;

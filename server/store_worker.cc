@@ -1,6 +1,8 @@
 // store_worker.cc - see store_worker.h.
 #include "server/store_worker.h"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -32,6 +34,10 @@ StoreWorker::~StoreWorker() {
 }
 
 void StoreWorker::Loop() {
+  // Signals are the event loop's (SIGTERM wakes its epoll_wait): never here.
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     cv_.wait(lock, [this] { return stop_ || job_; });

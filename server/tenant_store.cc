@@ -64,14 +64,17 @@ size_t EncodedSize(const Item& it) {
 
 }  // namespace
 
-Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c) {
+Result<int> TenantStore::OpenSubvolume(const std::string& storage_root, const TenantConfig& c, struct stat* st,
+                                       bool* atime_updates) {
   const std::string path = storage_root + "/tenants/" + c.name;
   int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return Status(Code::kIo, "tenant " + c.name + ": " + path + ": " + strerror(errno));
-  struct stat st;
+  if (fd < 0) {
+    std::string hint = errno == ENOENT ? " (create it: crfsctl tenant add --config FILE " + c.name + ")" : "";
+    return Status(Code::kIo, "tenant " + c.name + ": " + path + ": " + strerror(errno) + hint);
+  }
   struct statfs fs;
-  if (fstat(fd, &st) != 0 || fstatfs(fd, &fs) != 0 || fs.f_type != BTRFS_SUPER_MAGIC ||
-      st.st_ino != CRFS_ROOT_OBJECTID) {
+  if (fstat(fd, st) != 0 || fstatfs(fd, &fs) != 0 || fs.f_type != BTRFS_SUPER_MAGIC ||
+      st->st_ino != CRFS_ROOT_OBJECTID) {
     close(fd);
     return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path + " is not a btrfs subvolume root");
   }
@@ -80,14 +83,24 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
     return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path +
                                               " must be on a file system mounted nodev (crfsd opens tenant files)");
   }
-  if (!(fs.f_flags & ST_NOATIME)) {
-    Log(LogLevel::kWarning, "tenant %s: %s is not mounted noatime: reads will write metadata", c.name.c_str(),
-        path.c_str());
-  }
   if (!(fs.f_flags & ST_NOSUID)) {
     close(fd);
     return Status(Code::kInvalidArgument, "tenant " + c.name + ": " + path +
                                               " must be on a file system mounted nosuid (tenants set mode bits)");
+  }
+  *atime_updates = !(fs.f_flags & ST_NOATIME);
+  return fd;
+}
+
+Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c) {
+  struct stat st;
+  bool atime = false;
+  auto opened = OpenSubvolume(storage_root, c, &st, &atime);
+  if (!opened.ok()) return opened.status();
+  const int fd = *opened;
+  if (atime) {
+    Log(LogLevel::kWarning, "tenant %s: %s/tenants/%s is not mounted noatime: reads will write metadata",
+        c.name.c_str(), storage_root.c_str(), c.name.c_str());
   }
   std::unique_ptr<TenantStore> store(new TenantStore(c.name, c.ids, fd, st.st_dev));
   JournalContents contents;

@@ -32,6 +32,7 @@
 // during which the event loop leaves it alone.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -66,6 +67,12 @@ class TenantStore : public TreeView {
   // (<storage_root>/journal/<name>), finishes a transaction a crash cut
   // short, and starts a new generation epoch (journal.h).
   static Result<std::unique_ptr<TenantStore>> Open(const std::string& storage_root, const TenantConfig& config);
+  // Opens (read-only) and checks the tenant's subvolume root: a btrfs
+  // subvolume on a file system mounted nodev and nosuid. Returns the
+  // directory fd (the caller closes it), its stat, and whether the mount
+  // updates atimes (not noatime). Used by Open and by --check-config.
+  static Result<int> OpenSubvolume(const std::string& storage_root, const TenantConfig& config, struct stat* st,
+                                   bool* atime_updates);
   ~TenantStore();
   TenantStore(const TenantStore&) = delete;
   TenantStore& operator=(const TenantStore&) = delete;

@@ -131,7 +131,8 @@ class Fixture:
                                       stdout=self.log, stderr=self.log)
         for _ in range(100):
             if os.path.exists(port_file):
-                self.port = int(open(port_file).read())
+                with open(port_file) as f:
+                    self.port = int(f.read())
                 return
             if self.crfsd.poll() is not None:
                 raise RuntimeError('crfsd exited: ' + open(self.path('crfsd.log')).read())
@@ -154,7 +155,8 @@ class Fixture:
 
     def logtext(self):
         self.log.flush()
-        return open(self.path('crfsd.log')).read()
+        with open(self.path('crfsd.log')) as f:
+            return f.read()
 
     def cert(self, tenant, client, ca='pki'):
         return self.path(ca, 'clients', tenant, client + '.crt'), self.path(ca, 'clients', tenant, client + '.key')
@@ -513,8 +515,10 @@ class BadClients(unittest.TestCase):
         self.assertEqual((typ, info), (FINAL_REPLY, EOPNOTSUPP))
 
     def test_many_sessions_and_stalled_connections(self):
-        # 1000 connections that never finish a handshake...
-        stalled = [socket.create_connection(('127.0.0.1', W.port)) for _ in range(1000)]
+        # 1000 connections that never finish a handshake, from 50 addresses (one address
+        # holds limits.max_handshakes_per_address at most: PreAuthentication in reliability_test.py)...
+        stalled = [socket.create_connection(('127.0.0.1', W.port), source_address=(f'127.0.1.{i % 50}', 0))
+                   for i in range(1000)]
         # ...do not stop 256 concurrent TLS sessions from being served.
         t0 = time.time()
         sessions = [session() for _ in range(256)]

@@ -85,10 +85,31 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"\"uid\": 1000, ", "", "tenants.acme.clients.carol: uid and gid are required"},
         BadConfig{"\"carol\":", "\"Carol\":", "tenants.acme.clients.Carol: client names"},
         BadConfig{"\"gid\": 100}", "\"gid\": 100, \"home\": 1}", "tenants.acme.clients.carol.home: unknown key"},
+        BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_handshakes_per_address\": 0",
+                  "limits.max_handshakes_per_address"},
+        BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"stop_timeout_ms\": 3600001",
+                  "limits.stop_timeout_ms: must be an integer in 0..3600000"},
+        // Tenants sharing host ids would own each other's files.
+        BadConfig{"\"uid_base\": 200000", "\"uid_base\": 165535",
+                  "tenants.beta.id_map: host uids overlap those of tenant acme"},
+        BadConfig{"\"gid_base\": 300000", "\"gid_base\": 99001",
+                  "tenants.beta.id_map: host gids overlap those of tenant acme"},
         BadConfig{"}\n}", "}\n", "not valid JSON"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
       return crfs::testing::ParamName(std::to_string(info.index) + "_" + info.param.error);
     });
+
+TEST(ServerConfig, AdjacentIdRangesDoNotOverlap) {
+  std::string text = kGood;
+  // acme holds [100000, 165536); beta starting right after it is fine.
+  text.replace(text.find("\"uid_base\": 200000"), 18, "\"uid_base\": 165536");
+  text.replace(text.find("\"gid_base\": 300000"), 18, "\"gid_base\": 99000");
+  auto c = ParseConfig(text);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->max_handshakes, 1024u);
+  EXPECT_EQ(c->max_handshakes_per_address, 16u);
+  EXPECT_EQ(c->stop_timeout_ms, 30000u);
+}
 
 TEST(ServerConfig, TopLevelMustBeAnObject) {
   auto c = ParseConfig("[]");

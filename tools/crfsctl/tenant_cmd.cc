@@ -4,7 +4,8 @@
 // libbtrfsutil) for a tenant the configuration declares, owned by the
 // tenant's root as the id map places it on the host (uid_base:gid_base),
 // mode 0755. It refuses a name the configuration does not know and never
-// touches an existing subvolume. `list` shows the tenants and whether their
+// touches an existing subvolume; it is safe while crfsd runs (and says
+// so). `list` shows the tenants and whether their
 // storage exists.
 #include <btrfsutil.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <string>
 
 #include "server/config.h"
+#include "server/storage_lock.h"
 #include "tools/crfsctl/commands.h"
 
 namespace crfs::ctl {
@@ -54,6 +56,12 @@ int Add(const server::ServerConfig& c, const std::string& name) {
   close(fd);
   std::printf("tenant %s: subvolume %s, owner %u:%u (tenant root)\n", name.c_str(), path.c_str(), t->ids.uid_base,
               t->ids.gid_base);
+  // Adding storage is safe beside a running crfsd (it reads its tenants
+  // at start); say when the new tenant will be served.
+  if (auto holder = server::StorageLock::Probe(c.storage_root); holder.ok() && *holder) {
+    std::printf("note: %s serves %s; it serves tenant %s after its next start\n", (*holder)->Describe().c_str(),
+                c.storage_root.c_str(), name.c_str());
+  }
   return 0;
 }
 

@@ -1,0 +1,338 @@
+#!/usr/bin/env python3
+"""End-to-end tests of what crfsd must never lose (issue: nothing lost, nothing half-done).
+
+The fixture is crfsd_test's (a btrfs image on a loop device, a CA, tenants
+acme and beta, crfsd by PID). Covered here:
+  - `crfsd --check-config` beside a serving crfsd changes nothing (traced
+    with strace: no file opened for writing, created, renamed or removed,
+    nothing bound or locked), and crash recovery still works after it (the
+    reproduction of the data-loss bug: check, SIGKILL during a 3,000-file
+    import, restart: all or nothing);
+  - what the check reports: missing or non-btrfs storage, a CRL of another
+    CA, an expired or expiring CRL, a trust domain the CA does not issue
+    for, overlapping tenant id ranges, host accounts inside a tenant's range;
+  - one crfsd per storage root: a second one is refused and names the first;
+  - SIGTERM stops cleanly: a running transaction is answered (the client
+    exits 0), everything is synced, the next start has nothing to finish; a
+    second SIGTERM stops at once and the journal finishes the rest;
+  - pre-authentication limits: one address cannot hold more than
+    limits.max_handshakes_per_address handshakes, others are still served.
+Needs root.
+
+usage: reliability_test.py BUILD_DIR SOURCE_DIR [unittest args]
+"""
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
+from crfsd_test import CRFS, CRFSD, run  # noqa: E402
+
+# Calls that change the file system or claim a resource. --check-config must make none.
+CHANGING_CALLS = ('mkdir', 'mkdirat', 'unlink', 'unlinkat', 'rmdir', 'rename', 'renameat', 'renameat2', 'link',
+                  'linkat', 'symlink', 'symlinkat', 'truncate', 'ftruncate', 'chmod', 'fchmod', 'fchmodat', 'chown',
+                  'fchown', 'fchownat', 'lchown', 'bind', 'listen', 'flock', 'setxattr', 'fsetxattr', 'lsetxattr',
+                  'removexattr', 'fremovexattr', 'utimensat', 'fallocate')
+TRACED = ('open', 'openat', 'openat2', 'creat', 'fcntl') + CHANGING_CALLS
+
+
+def setUpModule():
+    base.setUpModule()
+
+
+def tearDownModule():
+    base.tearDownModule()
+
+
+def W():
+    return base.W
+
+
+def tenant_dir(name, *p):
+    return os.path.join(W().mnt, 'tenants', name, *p)
+
+
+def journal_state():
+    """(inode, size, sha256) of every journal file, and the lock file's bytes."""
+    jdir = os.path.join(W().mnt, 'journal')
+    state = {}
+    for name in sorted(os.listdir(jdir)):
+        p = os.path.join(jdir, name)
+        st = os.stat(p)
+        with open(p, 'rb') as f:
+            state[name] = (st.st_ino, st.st_size, hashlib.sha256(f.read()).hexdigest())
+    with open(os.path.join(W().mnt, 'crfsd.lock'), 'rb') as f:
+        state['crfsd.lock'] = f.read()
+    return state
+
+
+def deleted_fds(pid):
+    """crfsd's open files that no longer have a name."""
+    out = []
+    for fd in os.listdir(f'/proc/{pid}/fd'):
+        try:
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+        except OSError:
+            continue
+        if target.endswith('(deleted)'):
+            out.append(target)
+    return out
+
+
+def write_config(name, **changes):
+    """A copy of the fixture's crfsd.json with top-level keys (or tls.*, limits.*) replaced."""
+    c = json.load(open(W().path('crfsd.json')))
+    for k, v in changes.items():
+        section, _, key = k.partition('__')
+        if key:
+            c.setdefault(section, {})[key] = v
+        elif v is None:
+            c.pop(section, None)
+        else:
+            c[section] = v
+    path = W().path(name)
+    with open(path, 'w') as f:
+        json.dump(c, f, indent=1)
+    return path
+
+
+def check(config):
+    return run(CRFSD, '--config', config, '--check-config', check=False)
+
+
+def make_flat_tree(root, n):
+    os.makedirs(root, exist_ok=True)
+    for i in range(n):
+        with open(os.path.join(root, f'f{i:05d}'), 'w') as f:
+            f.write(f'{i}\n')
+
+
+def start_import(local, remote):
+    crt, key = W().cert('beta', 'bob')
+    return subprocess.Popen([CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert', crt,
+                             '--key', key, 'import', local, remote], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def wait_for_entries(path, proc, timeout=30):
+    """Polls until `path` has an entry (the import's big transaction is being applied)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if os.listdir(path):
+                return True
+        except FileNotFoundError:
+            pass
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.001)
+    return False
+
+
+def restart():
+    W().log.close()
+    W().start()
+
+
+class CheckConfig(unittest.TestCase):
+    N = 3000
+
+    def test_check_beside_a_running_crfsd_changes_nothing_and_recovery_still_works(self):
+        # The data-loss bug: the check used to rewrite every journal under the running crfsd.
+        local = W().path('check-src')
+        make_flat_tree(local, self.N)
+        before = journal_state()
+        trace = W().path('check.trace')
+        r = run('strace', '-f', '-qq', '-o', trace, '-e', 'trace=' + ','.join(TRACED), CRFSD, '--config',
+                W().path('crfsd.json'), '--check-config', check=False)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f'being served by crfsd pid {W().crfsd.pid}', r.stderr)
+        self.assertIn('is valid', r.stderr)
+        changes = []
+        for line in open(trace):
+            call = re.match(r'^\d+\s+(\w+)\(', line)
+            if not call:
+                continue
+            name = call.group(1)
+            if name in ('open', 'openat', 'openat2', 'creat') and re.search(r'O_WRONLY|O_RDWR|O_CREAT|O_TRUNC', line):
+                changes.append(line.strip())
+            elif name == 'fcntl' and re.search(r'F_(OFD_)?SETLKW?\b', line):
+                changes.append(line.strip())
+            elif name in CHANGING_CALLS:
+                changes.append(line.strip())
+        self.assertEqual(changes, [], 'crfsd --check-config changed something')
+        self.assertEqual(journal_state(), before, 'the check touched a journal or the lock')
+        self.assertEqual([f for f in deleted_fds(W().crfsd.pid) if '/journal/' in f], [])
+
+        # Then the reproduction: SIGKILL during a large transaction, restart: all or nothing.
+        for attempt in range(5):
+            name = f'checked{attempt}'
+            target = tenant_dir('beta', name)
+            proc = start_import(local, '/' + name)
+            landed = wait_for_entries(target, proc)
+            W().crfsd.send_signal(signal.SIGKILL)
+            W().crfsd.wait()
+            proc.communicate()
+            mid = len(os.listdir(target)) if os.path.isdir(target) else 0
+            restart()
+            after = len(os.listdir(target)) if os.path.isdir(target) else 0
+            self.assertIn(after, (0, self.N), f'a half-applied transaction: {after} of {self.N} files')
+            if landed and 0 < mid < self.N:
+                self.assertIn('from the journal', W().logtext().split('listening on')[-2])
+                break
+        else:
+            self.fail('no SIGKILL landed inside the transaction in 5 tries: the test proved nothing')
+        # The journals are the files crfsd has open.
+        self.assertEqual([f for f in deleted_fds(W().crfsd.pid) if '/journal/' in f], [])
+        shutil.rmtree(local)
+
+    def test_check_names_what_crfsd_could_not_serve(self):
+        cases = []
+        cases.append(('storage_root missing', write_config('c1.json', storage_root=W().path('nowhere')),
+                      1, 'No such file or directory (mount the btrfs there first)'))
+        shm = tempfile.mkdtemp(dir='/dev/shm')
+        try:
+            cases.append(('storage_root not btrfs', write_config('c2.json', storage_root=shm), 1,
+                          f'storage_root {shm} is not on btrfs'))
+            cases.append(('CRL of another CA', write_config('c3.json', tls__crl=W().path('other-ca/crl.pem')), 1,
+                          'is not signed by the CA'))
+            cases.append(('trust domain of another CA', write_config('c4.json', trust_domain='other.test'), 1,
+                          'issues for crfs.test'))
+            ca_cnf = W().path('pki/db/openssl.cnf')
+            soon, expired = W().path('crl-soon.pem'), W().path('crl-expired.pem')
+            run('openssl', 'ca', '-gencrl', '-config', ca_cnf, '-crldays', '3', '-out', soon)
+            run('openssl', 'ca', '-gencrl', '-config', ca_cnf, '-crl_lastupdate', '20200101000000Z',
+                '-crl_nextupdate', '20200201000000Z', '-out', expired)
+            cases.append(('CRL expiring', write_config('c5.json', tls__crl=soon), 0, 'within 7 days'))
+            cases.append(('CRL expired', write_config('c6.json', tls__crl=expired), 1,
+                          'expired at 2020-02-01 00:00:00 UTC'))
+            tenants = json.load(open(W().path('crfsd.json')))['tenants']
+            overlapping = dict(tenants, gamma={'id_map': {'uid_base': 150000, 'gid_base': 900000, 'count': 100}})
+            cases.append(('overlapping id ranges', write_config('c7.json', tenants=overlapping), 1,
+                          'tenants.gamma.id_map: host uids overlap those of tenant acme'))
+            system = {'acme': {'id_map': {'uid_base': 1, 'gid_base': 1, 'count': 1000}}}
+            cases.append(('host accounts in range', write_config('c8.json', tenants=system), 0,
+                          'host user daemon (1)'))
+            for what, config, rc, text in cases:
+                with self.subTest(what):
+                    r = check(config)
+                    self.assertEqual(r.returncode, rc, r.stderr)
+                    self.assertIn(text, r.stderr)
+            # crfsd itself refuses to start on an error the check finds.
+            r = run(CRFSD, '--config', write_config('c9.json', tls__crl=expired), check=False, timeout=10)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('expired at', r.stderr)
+        finally:
+            shutil.rmtree(shm)
+        base_ok = check(W().path('crfsd.json'))
+        self.assertEqual(base_ok.returncode, 0, base_ok.stderr)
+
+
+class OneServerPerStorage(unittest.TestCase):
+    def test_a_second_crfsd_is_refused_and_names_the_first(self):
+        before = journal_state()
+        r = run(CRFSD, '--config', W().path('crfsd.json'), check=False, timeout=20)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f'is in use by crfsd pid {W().crfsd.pid}', r.stderr)
+        self.assertEqual(journal_state(), before, 'the refused crfsd touched a journal')
+        self.assertEqual(W().crfs('ping', check=False).returncode, 0)
+
+
+class CleanStop(unittest.TestCase):
+    N = 3000
+
+    def test_sigterm_answers_a_running_transaction_then_syncs(self):
+        local = W().path('stop-src')
+        make_flat_tree(local, self.N)
+        for attempt in range(5):
+            name = f'stopped{attempt}'
+            proc = start_import(local, '/' + name)
+            landed = wait_for_entries(tenant_dir('beta', name), proc)
+            W().crfsd.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
+            rc = W().crfsd.wait(60)
+            self.assertEqual(rc, 0, W().logtext()[-2000:])
+            log = W().logtext().split('listening on')[-1]
+            self.assertIn('stopped: every request taken was answered and every tenant synced', log)
+            restart()
+            self.assertNotIn('from the journal', W().logtext().split('listening on')[-2])
+            if landed:
+                # The SIGTERM came while the transaction was being applied: its client was answered.
+                self.assertEqual(proc.returncode, 0, err)
+                self.assertIn(f'imported {self.N + 1} objects', out)
+                self.assertEqual(len(os.listdir(tenant_dir('beta', name))), self.N)
+                break
+        else:
+            self.fail('the import never got as far as its big transaction')
+        shutil.rmtree(local)
+
+    def test_a_second_sigterm_stops_at_once_and_the_journal_finishes(self):
+        local = W().path('stop2-src')
+        make_flat_tree(local, self.N)
+        for attempt in range(5):
+            name = f'forced{attempt}'
+            target = tenant_dir('beta', name)
+            proc = start_import(local, '/' + name)
+            landed = wait_for_entries(target, proc)
+            W().crfsd.send_signal(signal.SIGTERM)
+            time.sleep(0.02)  # two signals sent at once are delivered as one
+            W().crfsd.send_signal(signal.SIGTERM)
+            rc = W().crfsd.wait(30)
+            proc.communicate(timeout=60)
+            mid = len(os.listdir(target)) if os.path.isdir(target) else 0
+            restart()
+            after = len(os.listdir(target)) if os.path.isdir(target) else 0
+            print(f'\nattempt {attempt}: crfsd exit {rc}, {mid} then {after} files', end=' ')
+            self.assertIn(after, (0, self.N))
+            if landed and 0 < mid < self.N:
+                self.assertEqual(rc, 1)
+                self.assertIn('second signal: stopping at once', W().logtext())
+                self.assertIn('from the journal', W().logtext().split('listening on')[-2])
+                break
+        else:
+            self.fail('no second SIGTERM landed inside the transaction in 5 tries')
+        shutil.rmtree(local)
+
+
+class PreAuthentication(unittest.TestCase):
+    def test_one_address_cannot_hold_every_handshake_slot(self):
+        limit = 16  # limits.max_handshakes_per_address, the default
+        stalled = []
+        try:
+            for _ in range(3 * limit):
+                c = socket.socket()
+                c.bind(('127.0.0.3', 0))
+                c.connect(('127.0.0.1', W().port))
+                stalled.append(c)
+            time.sleep(0.5)
+            closed = 0
+            readable, _, _ = select.select(stalled, [], [], 0.2)
+            for c in readable:
+                try:
+                    if c.recv(1) == b'':
+                        closed += 1
+                except OSError:
+                    closed += 1
+            # Beyond the limit, closed at once (long before the 2 s handshake deadline).
+            self.assertEqual(closed, 2 * limit)
+            # Another address is served meanwhile.
+            self.assertEqual(W().crfs('ping', check=False).returncode, 0)
+            self.assertIn('limits.max_handshakes_per_address', W().logtext())
+        finally:
+            for c in stalled:
+                c.close()
+
+
+if __name__ == '__main__':
+    unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)
