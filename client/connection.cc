@@ -4,14 +4,18 @@
 #include <netdb.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/rand.h>
 #include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
+#include <thread>
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
@@ -61,68 +65,100 @@ Result<int> Dial(const ConnectOptions& o) {
 }  // namespace
 
 Result<std::unique_ptr<Connection>> Connection::Open(const ConnectOptions& o) {
-  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-  if (!ctx) return TlsFail("SSL_CTX_new");
-  auto fail_ctx = [&](const std::string& what) {
-    Status s = TlsFail(what);
-    SSL_CTX_free(ctx);
-    return s;
-  };
-  if (SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) != 1) return fail_ctx("TLS 1.3");
-  if (SSL_CTX_load_verify_locations(ctx, o.ca.c_str(), nullptr) != 1) return fail_ctx("CA " + o.ca);
-  if (!o.cert.empty() && SSL_CTX_use_certificate_chain_file(ctx, o.cert.c_str()) != 1) {
-    return fail_ctx("certificate " + o.cert);
+  std::unique_ptr<Connection> c(new Connection(o));
+  c->client_id_ = o.client_id;
+  if (std::all_of(c->client_id_.begin(), c->client_id_.end(), [](uint8_t b) { return b == 0; }) &&
+      RAND_bytes(c->client_id_.data(), static_cast<int>(c->client_id_.size())) != 1) {
+    return TlsFail("random client id");
   }
-  if (!o.key.empty() && SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-    return fail_ctx("key " + o.key);
+  CRFS_RETURN_IF_ERROR(c->Establish());
+  return c;
+}
+
+void Connection::Drop(bool graceful) {
+  if (ssl_) {
+    // A lost connection gets no close_notify: writing to it could only fail
+    // (or raise SIGPIPE).
+    if (!graceful) SSL_set_quiet_shutdown(ssl_, 1);
+    SSL_shutdown(ssl_);
+    SSL_free(ssl_);
+    ssl_ = nullptr;
   }
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
-  SSL_CTX_set_read_ahead(ctx, 1);  // whole socket reads, not two syscalls per record
-  if (SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof(kAlpn)) != 0) return fail_ctx("ALPN");
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+  if (ctx_) SSL_CTX_free(ctx_);
+  ctx_ = nullptr;
+  in_ = proto::FrameAssembler();
+}
+
+Status Connection::Establish() {
+  const ConnectOptions& o = options_;
+  ctx_ = SSL_CTX_new(TLS_client_method());
+  if (!ctx_) return TlsFail("SSL_CTX_new");
+  if (SSL_CTX_set_min_proto_version(ctx_, TLS1_3_VERSION) != 1) return TlsFail("TLS 1.3");
+  if (SSL_CTX_load_verify_locations(ctx_, o.ca.c_str(), nullptr) != 1) return TlsFail("CA " + o.ca);
+  if (!o.cert.empty() && SSL_CTX_use_certificate_chain_file(ctx_, o.cert.c_str()) != 1) {
+    return TlsFail("certificate " + o.cert);
+  }
+  if (!o.key.empty() && SSL_CTX_use_PrivateKey_file(ctx_, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    return TlsFail("key " + o.key);
+  }
+  SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+  SSL_CTX_set_read_ahead(ctx_, 1);  // whole socket reads, not two syscalls per record
+  if (SSL_CTX_set_alpn_protos(ctx_, kAlpn, sizeof(kAlpn)) != 0) return TlsFail("ALPN");
   auto fd = Dial(o);
-  if (!fd.ok()) {
-    SSL_CTX_free(ctx);
-    return fd.status();
-  }
-  SSL* ssl = SSL_new(ctx);
-  std::unique_ptr<Connection> c(new Connection(*fd, ctx, ssl));
-  if (!ssl || SSL_set_fd(ssl, *fd) != 1) return TlsFail("SSL_new");
+  if (!fd.ok()) return fd.status();
+  fd_ = *fd;
+  ssl_ = SSL_new(ctx_);
+  if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1) return TlsFail("SSL_new");
   // The server must prove the name or address we dialled.
   unsigned char ip[16];
   bool pinned;
   if (inet_pton(AF_INET, o.host.c_str(), ip) == 1 || inet_pton(AF_INET6, o.host.c_str(), ip) == 1) {
-    pinned = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), o.host.c_str()) == 1;
+    pinned = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), o.host.c_str()) == 1;
   } else {
-    pinned = SSL_set1_host(ssl, o.host.c_str()) == 1 && SSL_set_tlsext_host_name(ssl, o.host.c_str()) == 1;
+    pinned = SSL_set1_host(ssl_, o.host.c_str()) == 1 && SSL_set_tlsext_host_name(ssl_, o.host.c_str()) == 1;
   }
   if (!pinned) return TlsFail("cannot check the server's name " + o.host);
   ERR_clear_error();
-  if (SSL_connect(ssl) != 1) {
-    long v = SSL_get_verify_result(ssl);
+  if (SSL_connect(ssl_) != 1) {
+    long v = SSL_get_verify_result(ssl_);
     if (v != X509_V_OK)
       return Status(Code::kIo, std::string("server certificate: ") + X509_verify_cert_error_string(v));
     return TlsFail("TLS handshake with " + o.host);
   }
   const unsigned char* alpn = nullptr;
   unsigned int alpn_len = 0;
-  SSL_get0_alpn_selected(ssl, &alpn, &alpn_len);
+  SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
   if (alpn_len != 6 || std::memcmp(alpn, "crfs/1", 6) != 0) return Status(Code::kIo, "server did not agree to crfs/1");
-  if (o.send_hello) CRFS_RETURN_IF_ERROR(c->Hello(o));
-  return c;
+  if (o.send_hello) CRFS_RETURN_IF_ERROR(Hello(o));
+  return Status::Ok();
 }
 
-Connection::~Connection() {
-  if (ssl_) {
-    SSL_shutdown(ssl_);
-    SSL_free(ssl_);
-  }
-  close(fd_);
-  SSL_CTX_free(ctx_);
+Status Connection::Reconnect() {
+  if (options_.reconnect_ms <= 0) return Status(Code::kIo, "connection lost (reconnecting is off)");
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(options_.reconnect_ms);
+  Status last;
+  do {
+    Drop(false);
+    last = Establish();
+    if (last.ok()) {
+      reconnects_++;
+      return last;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  } while (std::chrono::steady_clock::now() < deadline);
+  Drop(false);
+  return Status(Code::kIo,
+                "could not reconnect within " + std::to_string(options_.reconnect_ms) + " ms: " + last.message());
 }
+
+Connection::~Connection() { Drop(true); }
 
 Status Connection::Hello(const ConnectOptions& o) {
   proto::Hello h;
   h.max_payload = o.max_payload;
+  h.client_id = client_id_;
   auto replies = Call(h);
   if (!replies.ok()) return replies.status();
   CRFS_RETURN_IF_ERROR(Check(replies->back()));

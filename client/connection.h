@@ -15,6 +15,7 @@
 
 #include <openssl/ssl.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -36,6 +37,12 @@ struct ConnectOptions {
   uint32_t max_payload = CRFS_MAX_PAYLOAD;
   int timeout_ms = 30000;  // per send/receive
   bool send_hello = true;  // false: stop after the TLS handshake (tests)
+  // After a lost connection, how long Reconnect() keeps trying (0: it
+  // does not). A transaction cut off is then resent (FileOps).
+  int reconnect_ms = 0;
+  // This client instance's id in HELLO (docs/protocol.md §6.4); all zero:
+  // a random one per Connection, kept across its reconnects.
+  std::array<uint8_t, 16> client_id{};
 };
 
 class Connection {
@@ -46,6 +53,14 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   const proto::HelloReply& hello() const { return hello_; }
+  const std::array<uint8_t, 16>& client_id() const { return client_id_; }
+
+  // A new session to the same server as the same client instance (same
+  // client id, request ids go on), retried for options.reconnect_ms;
+  // requests in flight are not resent here (the caller resends).
+  Status Reconnect();
+  bool can_reconnect() const { return options_.reconnect_ms > 0; }
+  uint64_t reconnects() const { return reconnects_; }
 
   // One request; its replies, the FINAL_REPLY last. A nonzero status in the
   // FINAL_REPLY is still a successful Call (see Check()).
@@ -93,12 +108,19 @@ class Connection {
   uint64_t view_generation() const { return view_generation_; }
 
  private:
-  Connection(int fd, SSL_CTX* ctx, SSL* ssl) : fd_(fd), ctx_(ctx), ssl_(ssl) {}
+  explicit Connection(const ConnectOptions& options) : options_(options) {}
+  // Dials, handshakes and says HELLO (options_); Drop() undoes it
+  // (`graceful`: with close_notify).
+  Status Establish();
+  void Drop(bool graceful);
   Status Hello(const ConnectOptions& options);
 
-  int fd_;
-  SSL_CTX* ctx_;
-  SSL* ssl_;
+  ConnectOptions options_;
+  std::array<uint8_t, 16> client_id_{};
+  uint64_t reconnects_ = 0;
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
   uint64_t next_id_ = 1;
   uint64_t frames_sent_ = 0, bytes_sent_ = 0;
   proto::FrameAssembler in_;

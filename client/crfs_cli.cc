@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 
 #include <cinttypes>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,7 +24,11 @@ using crfs::client::Connection;
 namespace proto = crfs::proto;
 
 constexpr char kUsage[] =
-    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] [--stats] COMMAND [ARGS]\n"
+    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] [--reconnect SECONDS] [--stats]\n"
+    "            COMMAND [ARGS]\n"
+    "\n"
+    "  --reconnect SECONDS  if the connection is lost during a change, reconnect for up to SECONDS\n"
+    "                       and send the change again: the server applies it once (default 0: fail)\n"
     "\n"
     "commands:\n"
     "  ping              connect, say HELLO, ping\n"
@@ -426,6 +431,8 @@ int Shell(Connection& c, crfs::client::FileOps& ops, const std::string& server) 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A server that went away is an error on the connection, not a signal.
+  signal(SIGPIPE, SIG_IGN);
   crfs::client::ConnectOptions o;
   std::string server = Env("CRFS_SERVER", "127.0.0.1:7420");
   o.ca = Env("CRFS_CA", "");
@@ -449,6 +456,14 @@ int main(int argc, char** argv) {
     }
     if ((a == "--server" && value(&server)) || (a == "--ca" && value(&o.ca)) || (a == "--cert" && value(&o.cert)) ||
         (a == "--key" && value(&o.key))) {
+      continue;
+    }
+    if (std::string secs; a == "--reconnect" && value(&secs)) {
+      if (secs.empty() || secs.size() > 4 || secs.find_first_not_of("0123456789") != std::string::npos) {
+        std::fprintf(stderr, "crfs: --reconnect takes whole seconds, 0..9999\n");
+        return 2;
+      }
+      o.reconnect_ms = std::stoi(secs) * 1000;
       continue;
     }
     if (a.rfind("--", 0) == 0) {

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cinttypes>
+#include <cstdio>
 #include <ctime>
 #include <deque>
 #include <filesystem>
@@ -166,9 +168,25 @@ Result<proto::TransReply> FileOps::CommitAt(std::vector<ItemRange> ranges, uint6
     bytes += n;
   }
   const uint64_t id = c_->NewId();
+  // A connection lost before the answer: the same transaction (same id,
+  // same bytes) again on a new session of this client instance. The server
+  // answers it once (docs/protocol.md §6.4): applied before, it says so.
+  for (int attempt = 0;; attempt++) {
+    auto reply = SendTransaction(id, frags, base, flags);
+    if (reply.ok() || reply.status().code() != Code::kIo || !c_->can_reconnect() || attempt >= kMaxResends) {
+      return reply;
+    }
+    std::fprintf(stderr, "crfs: %s; reconnecting to resend transaction %" PRIu64 "\n", reply.status().message().c_str(),
+                 id);
+    CRFS_RETURN_IF_ERROR(c_->Reconnect());
+  }
+}
+
+Result<proto::TransReply> FileOps::SendTransaction(uint64_t id, const std::vector<std::vector<ItemRange>>& frags,
+                                                   uint64_t base, uint8_t flags) {
   for (size_t i = 0; i < frags.size(); i++) {
     const bool last = i + 1 == frags.size();
-    proto::TransFrag f{static_cast<uint32_t>(i), last, flags, base, std::move(frags[i])};
+    proto::TransFrag f{static_cast<uint32_t>(i), last, flags, base, frags[i]};
     for (const auto& r : f.ranges) bytes_sent_ += EncodedRangeSize(r);
     bytes_sent_ += sizeof(struct crfs_header) + sizeof(struct crfs_msg_trans_frag);
     frames_sent_++;

@@ -75,6 +75,10 @@ class FileOps {
   // Commit, based on generation `base` (what the client knows of every
   // object the ranges cover is at least that current).
   Result<proto::TransReply> CommitAt(std::vector<proto::ItemRange> ranges, uint64_t base, uint8_t flags = 0);
+  // One try of transaction `id`: every fragment, then the TRANS_REPLY.
+  Result<proto::TransReply> SendTransaction(uint64_t id, const std::vector<std::vector<proto::ItemRange>>& frags,
+                                            uint64_t base, uint8_t flags);
+  static constexpr int kMaxResends = 5;
   Result<proto::InodeItem> Inode(uint64_t obj);
   uint64_t NextProvisional() { return CRFS_PROVISIONAL_FIRST + next_provisional_++; }
   // Ranges that make `e.name` in `e.dir` name `obj` (0: nothing), of type `type`.

@@ -1,4 +1,5 @@
 // frame_codec.cc - frame headers and message payloads.
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <string>
@@ -126,6 +127,9 @@ Status Read(Reader* r, Hello* m) {
   CRFS_RETURN_IF_ERROR(r->Le32(&m->features, "hello features"));
   CRFS_RETURN_IF_ERROR(r->Le32(&m->max_payload, "hello max_payload"));
   CRFS_RETURN_IF_ERROR(r->Le32(&cap_len, "hello cap_len"));
+  Bytes client_id;
+  CRFS_RETURN_IF_ERROR(r->Take(m->client_id.size(), &client_id, "hello client_id"));
+  std::copy(client_id.begin(), client_id.end(), m->client_id.begin());
   if (magic != CRFS_PROTO_MAGIC) return Bad(Code::kBadValue, "hello magic is not CRFS");
   if (m->version_min == 0 || m->version_max < m->version_min) {
     return Bad(Code::kBadValue, "hello version range is empty");
@@ -342,6 +346,7 @@ Status Write(Writer* w, const Hello& m) {
   w->Le32(m.features);
   w->Le32(m.max_payload);
   w->Le32(static_cast<uint32_t>(m.capability.size()));
+  w->Put(Bytes(m.client_id.data(), m.client_id.size()));
   w->Put(m.capability);
   return Status::Ok();
 }

@@ -8,6 +8,7 @@
 // server's.
 #pragma once
 
+#include <array>
 #include <compare>
 #include <cstdint>
 #include <string>
@@ -195,6 +196,7 @@ struct Hello {
   uint32_t features = 0;
   uint32_t max_payload = CRFS_MAX_PAYLOAD;
   std::vector<uint8_t> capability;
+  std::array<uint8_t, 16> client_id{};  // all zero: no client identity (protocol.md §6.4)
   bool operator==(const Hello&) const = default;
 };
 struct HelloReply {

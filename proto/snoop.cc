@@ -164,8 +164,10 @@ struct Printer {
     Line(2, Printf("release grant %" PRIu64 " keep %s", m.grant_id, LockMode(m.mode)));
   }
   void operator()(const Hello& m) {
-    Line(2, Printf("hello version %u..%u features 0x%x max_payload %u cap_len %zu", m.version_min, m.version_max,
-                   m.features, m.max_payload, m.capability.size()));
+    std::string client;
+    for (uint8_t b : m.client_id) client += Printf("%02x", b);
+    Line(2, Printf("hello version %u..%u features 0x%x max_payload %u client %s cap_len %zu", m.version_min,
+                   m.version_max, m.features, m.max_payload, client.c_str(), m.capability.size()));
   }
   void operator()(const HelloReply& m) {
     Line(2, Printf("hello-reply version %u features 0x%x max_payload %u lease_ms %u session 0x%" PRIx64 " root %" PRIu64

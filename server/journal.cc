@@ -13,7 +13,7 @@ namespace crfs::server {
 namespace {
 
 constexpr uint32_t kMagic = 0x314a5243;  // "CRJ1"
-constexpr uint8_t kEpoch = 1, kBegin = 2, kDone = 3, kEnd = 4;
+constexpr uint8_t kEpoch = 1, kBegin = 2, kDone = 3, kEnd = 4, kAnswers = 5;
 constexpr size_t kHeader = 13;
 constexpr size_t kMaxRecord = 256u << 20;  // a transaction is at most 64 MiB of frames
 constexpr uint32_t kMaxOps = 1u << 24;
@@ -56,6 +56,47 @@ Status GetString(proto::Reader* r, std::string* s, const char* what) {
   uint32_t n = 0;
   CRFS_RETURN_IF_ERROR(r->Le32(&n, what));
   return r->TakeString(n, s, what);
+}
+
+// BEGIN's tail: whose transaction it is and what its reply will map.
+void EncodeReplyInfo(const Plan& plan, const StoredAnswer* who, proto::Writer* w) {
+  w->U8(who ? 1 : 0);
+  if (who) EncodeAnswer(*who, w);
+  w->Le32(static_cast<uint32_t>(plan.created.size()));
+  for (uint64_t id : plan.created) w->Le64(id);
+  w->Le32(static_cast<uint32_t>(plan.new_indexes.size()));
+  for (const auto& [p, where] : plan.new_indexes) {
+    w->Le64(p);
+    w->Le64(where.first);
+    PutString(w, where.second);
+  }
+}
+
+bool DecodeReplyInfo(proto::Reader* r, JournalPending* t) {
+  uint8_t has = 0;
+  uint32_t n = 0;
+  if (!r->U8(&has, "has_client").ok() || has > 1) return false;
+  if (has) {
+    StoredAnswer a;
+    if (!DecodeAnswer(r, &a).ok()) return false;
+    t->answer = std::move(a);
+  }
+  if (!r->Le32(&n, "created").ok() || n > r->remaining() / 8) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t id = 0;
+    if (!r->Le64(&id, "created").ok()) return false;
+    t->created.push_back(id);
+  }
+  if (!r->Le32(&n, "new indexes").ok() || n > r->remaining() / 20) return false;
+  for (uint32_t i = 0; i < n; i++) {
+    uint64_t p = 0, dir = 0;
+    std::string name;
+    if (!r->Le64(&p, "index").ok() || !r->Le64(&dir, "index dir").ok() || !GetString(r, &name, "index name").ok()) {
+      return false;
+    }
+    t->new_indexes[p] = {dir, std::move(name)};
+  }
+  return true;
 }
 
 }  // namespace
@@ -146,6 +187,7 @@ JournalContents ParseJournal(proto::Bytes bytes) {
           ok = DecodeOp(&p, &op).ok();
           t.ops.push_back(std::move(op));
         }
+        ok = ok && DecodeReplyInfo(&p, &t);
         ok = ok && p.empty();
         if (ok) c.pending = std::move(t);
         break;
@@ -162,14 +204,36 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         }
         break;
       }
-      case kEnd:
-        ok = p.empty() && c.pending && c.pending->generation == gen;
-        if (ok) c.pending.reset();
+      case kEnd: {
+        uint8_t has = 0;
+        StoredAnswer a;
+        ok = c.pending && c.pending->generation == gen && p.U8(&has, "has_answer").ok() && has <= 1 &&
+             (has == 0 || DecodeAnswer(&p, &a).ok()) && p.empty();
+        if (ok) {
+          c.pending.reset();
+          if (has) c.answers.push_back(std::move(a));
+        }
         break;
+      }
+      case kAnswers: {
+        // `gen` is the count here.
+        std::vector<StoredAnswer> kept;
+        ok = gen <= AnswerCache::kMax;
+        for (uint64_t i = 0; ok && i < gen; i++) {
+          StoredAnswer a;
+          ok = DecodeAnswer(&p, &a).ok();
+          kept.push_back(std::move(a));
+        }
+        ok = ok && p.empty() && !c.pending;
+        if (ok) {
+          for (auto& a : kept) c.answers.push_back(std::move(a));
+        }
+        break;
+      }
       default: break;
     }
     if (!ok) break;
-    if (type != kEpoch) c.last_generation = std::max(c.last_generation, gen);
+    if (type != kEpoch && type != kAnswers) c.last_generation = std::max(c.last_generation, gen);
     first = false;
     c.valid_bytes = r.position();
   }
@@ -232,12 +296,20 @@ Journal::~Journal() {
   close(fd_);
 }
 
-Status Journal::Restart(uint64_t epoch) {
+Status Journal::Restart(uint64_t epoch, const AnswerCache& answers) {
   done_.clear();
   const std::string tmp = path_ + ".new";
   int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Io("open " + tmp);
   auto rec = Record(kEpoch, Le64Payload(epoch));
+  proto::Writer w(answers.EncodedSize());
+  answers.EncodeAll(&w);
+  if (!w.status().ok()) {
+    close(fd);
+    return Status(Code::kIo, "journal restart: answers: " + w.status().message());
+  }
+  auto kept = Record(kAnswers, std::move(w).Take());
+  rec.insert(rec.end(), kept.begin(), kept.end());
   Status s = WriteAll(fd, rec.data(), rec.size());
   if (s.ok() && fsync(fd) != 0) s = Io("fsync " + tmp);
   close(fd);
@@ -264,9 +336,12 @@ Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
   return Status::Ok();
 }
 
-Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const std::vector<Op>& ops) {
+Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
+                      const StoredAnswer* who) {
   CRFS_RETURN_IF_ERROR(Flush());
-  size_t size = 21;
+  const std::vector<Op>& ops = plan.ops;
+  size_t size = 21 + 256 + 8 * plan.created.size();
+  for (const auto& [p, where] : plan.new_indexes) size += 20 + where.second.size();
   for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
   if (size > kMaxRecord) return Status(Code::kTooLarge, "transaction record past the journal's record limit");
   proto::Writer w(size);
@@ -276,6 +351,7 @@ Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tena
   w.U8(tenant_root ? 1 : 0);
   w.Le32(static_cast<uint32_t>(ops.size()));
   for (const Op& op : ops) EncodeOp(op, &w);
+  EncodeReplyInfo(plan, who, &w);
   CRFS_RETURN_IF_ERROR(w.status());
   return Append(kBegin, std::move(w).Take());
 }
@@ -298,9 +374,14 @@ Status Journal::Flush() {
   return s;
 }
 
-Status Journal::End(uint64_t generation) {
+Status Journal::End(uint64_t generation, const StoredAnswer* answer) {
   CRFS_RETURN_IF_ERROR(Flush());
-  return Append(kEnd, Le64Payload(generation));
+  proto::Writer w(answer ? 160 + answer->text.size() + 16 * answer->reply.map.size() : 16);
+  w.Le64(generation);
+  w.U8(answer ? 1 : 0);
+  if (answer) EncodeAnswer(*answer, &w);
+  CRFS_RETURN_IF_ERROR(w.status());
+  return Append(kEnd, std::move(w).Take());
 }
 
 }  // namespace crfs::server

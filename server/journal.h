@@ -7,15 +7,24 @@
 // are:
 //   EPOCH (1)        le64 epoch            first record; see below
 //   BEGIN (2)        le64 generation, le32 host uid, le32 host gid, u8 tenant
-//                    root (1/0), le32 n, n x Op   before the first op
+//                    root (1/0), le32 n, n x Op, u8 has_client (1/0)
+//                    [answer (answers.h) naming the client, transaction id
+//                    and body digest, no reply yet], le32 n, n x le64
+//                    provisional ids created, le32 n, n x (le64 provisional
+//                    index, le64 directory, le32 len, name)   before the first op
 //   DONE (3)         le64 generation, le32 op index, le64 inode   after each op
 //                    (the inode a kCreate made; 0 otherwise), written in
 //                    batches of 64 KiB and at END
-//   END (4)          le64 generation      after the last op
+//   END (4)          le64 generation, u8 has_answer (1/0) [answer]   after
+//                    the last op, with the answer the client was sent
+//   ANSWERS (5)      le64 n, n x answer: the answers kept at the last
+//                    restart (right after EPOCH)
 // Reading stops at the first record that is short or fails its crc (a
 // write torn by the crash); everything after it is ignored and rewritten.
 // A BEGIN without its END is the transaction to finish: its ops from the
-// one after the last DONE on, each re-checked against its precondition.
+// one after the last DONE on, each re-checked against its precondition;
+// its answer is then rebuilt from what BEGIN says it creates, so that a
+// client resending it after the restart gets it (protocol.md §6.4).
 //
 // Generations are epoch << 32 | sequence. Each start of crfsd takes a new
 // epoch (one more than the journal's), written and fsync'ed before any
@@ -38,6 +47,7 @@
 
 #include "proto/status.h"
 #include "proto/wire_reader.h"
+#include "server/answers.h"
 #include "server/commit_plan.h"
 
 namespace crfs::server {
@@ -49,13 +59,18 @@ struct JournalPending {
   std::vector<Op> ops;
   size_t next_op = 0;                 // ops before this one are done
   std::map<uint64_t, uint64_t> made;  // provisional id -> inode, from DONE records
+  // Whose transaction it is (no reply yet), and what its reply maps.
+  std::optional<StoredAnswer> answer;
+  std::vector<uint64_t> created;
+  std::map<uint64_t, std::pair<uint64_t, std::string>> new_indexes;
 };
 
 struct JournalContents {
   uint64_t epoch = 0;
   uint64_t last_generation = 0;
   std::optional<JournalPending> pending;
-  size_t valid_bytes = 0;  // the prefix that parsed
+  std::vector<StoredAnswer> answers;  // oldest first
+  size_t valid_bytes = 0;             // the prefix that parsed
 };
 
 // Parses journal bytes (untrusted in the sense that they may be torn or
@@ -83,15 +98,18 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  // Rewrites the journal as a single EPOCH record (atomically: temp file,
-  // fsync, rename). Only when no transaction is in progress and everything
-  // before is durable (the caller synced the file system).
-  [[nodiscard]] Status Restart(uint64_t epoch);
+  // Rewrites the journal as an EPOCH record and an ANSWERS record of
+  // `answers` (atomically: temp file, fsync, rename). Only when no
+  // transaction is in progress and everything before is durable (the
+  // caller synced the file system).
+  [[nodiscard]] Status Restart(uint64_t epoch, const AnswerCache& answers);
 
-  [[nodiscard]] Status Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root,
-                             const std::vector<Op>& ops);
+  // `who`: the client and transaction id (reply empty), or nullptr for a
+  // client without a client id.
+  [[nodiscard]] Status Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
+                             const StoredAnswer* who);
   [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode);
-  [[nodiscard]] Status End(uint64_t generation);
+  [[nodiscard]] Status End(uint64_t generation, const StoredAnswer* answer);
 
   uint64_t epoch() const { return epoch_; }
   uint64_t bytes() const { return bytes_; }

@@ -358,6 +358,9 @@ void Session::OnHello(const Frame& f) {
   r.generation = tenant_->Generation();
   r.uid = credentials_.uid;
   r.gid = credentials_.gid;
+  client_key_.client = id_.client;
+  client_key_.id = h.client_id;
+  has_client_id_ = !IsZero(h.client_id);
   if (!Send(f.id, 0, r)) return End("HELLO_REPLY did not encode");
   hello_done_ = true;
   Final(f.id, 0);
@@ -406,13 +409,6 @@ void Session::OnDataRead(const Frame& f) {
 
 void Session::OnTransFrag(const Frame& f) {
   const auto& frag = std::get<proto::TransFrag>(f.msg);
-  // A transaction this session already finished: same answer, no second
-  // application (protocol.md §6.4).
-  if (auto done = answered_.find(f.id); done != answered_.end()) {
-    if (!frag.last) return Final(f.id, 0);
-    if (done->second.err == 0 && !Send(f.id, 0, done->second.reply)) return;
-    return Final(f.id, done->second.err, done->second.text);
-  }
   Transaction t;
   RequestError err;
   switch (transactions_.Add(f.id, frag, payload_bytes_, &t, &err)) {
@@ -420,33 +416,73 @@ void Session::OnTransFrag(const Frame& f) {
     case TransactionAssembler::Outcome::kRefused: return Final(f.id, err.err, err.text);
     case TransactionAssembler::Outcome::kComplete: break;
   }
+  // A transaction answered before, in this session or (applied) in an
+  // earlier one of this client instance: the same answer, no second
+  // application (protocol.md §6.4) -- if it is the same transaction.
+  const BodyDigest digest = TransactionDigest(t);
+  const Answer* before = nullptr;
+  Answer kept;
+  if (auto done = answered_.find(f.id); done != answered_.end()) {
+    before = &done->second;
+  } else if (const StoredAnswer* a = has_client_id_ ? tenant_->AnswerTo(client_key_, f.id) : nullptr) {
+    kept.err = a->err;
+    kept.text = a->text;
+    kept.reply = a->reply;
+    kept.digest = a->digest;
+    if (kept.err == 0 && kept.reply.generation <= tenant_->DurableGeneration()) {
+      kept.reply.flags |= CRFS_TRANS_R_DURABLE;
+    } else if (kept.err == 0) {
+      awaiting_durable_ = std::max(awaiting_durable_, kept.reply.generation);
+    }
+    before = &kept;
+  }
+  if (before) {
+    if (before->digest != digest) {
+      return Final(f.id, EEXIST,
+                   "transaction id " + std::to_string(f.id) +
+                       " was used for another transaction (answered before; ids are not reused)");
+    }
+    if (before->err == 0 && !Send(f.id, 0, before->reply)) return;
+    return Final(f.id, before->err, before->text);
+  }
   err = ValidateTransaction(t, tenant_->ids());
   if (err.err != 0) {
     Answer a;
     a.err = err.err;
     a.text = err.text;
+    a.digest = digest;
     return Answered(f.id, std::move(a));
   }
   // The commit runs on the tenant's store worker; this session, and every
   // other of the tenant, holds its next frame until the answer is sent.
   struct Job {
     Transaction t;
+    std::optional<StoredAnswer> who_txn;
     CommitResult result;
     RequestError err;
     bool ok = false;
   };
   auto job = std::make_shared<Job>();
   job->t = std::move(t);
+  if (has_client_id_) {
+    job->who_txn.emplace();
+    job->who_txn->who = client_key_;
+    job->who_txn->txn = f.id;
+    job->who_txn->digest = digest;
+  }
   TenantStore* store = tenant_;
   Server* server = server_;
   const uint64_t serial = serial_, id = f.id;
   const ClientCredentials who = credentials_;
   server_->WorkerOf(store)->Submit(
-      [job, store, serial, who] { job->ok = store->Commit(job->t, serial, who, &job->result, &job->err); },
-      [job, server, serial, id] {
+      [job, store, serial, who] {
+        job->ok = store->Commit(job->t, serial, who, job->who_txn ? &*job->who_txn : nullptr, &job->result, &job->err);
+      },
+      [job, server, serial, id, digest] {
         Session* s = server->FindSession(serial);
-        if (!s) return;  // ended meanwhile: nobody to answer
+        if (!s) return;  // ended meanwhile: nobody to answer (a resend gets the kept answer)
         Answer a;
+        a.digest = digest;
         if (job->ok) {
           a.reply.generation = job->result.generation;
           a.reply.flags = CRFS_TRANS_R_APPLIED | (job->result.durable ? CRFS_TRANS_R_DURABLE : 0);

@@ -37,6 +37,7 @@
 
 #include "proto/frame_stream.h"
 #include "proto/messages.h"
+#include "server/answers.h"
 #include "server/config.h"
 #include "server/identity.h"
 #include "server/transaction.h"
@@ -138,6 +139,8 @@ class Session {
   std::string fingerprint_;
   TenantStore* tenant_ = nullptr;
   ClientCredentials credentials_;            // who this client acts as in its tenant
+  ClientKey client_key_;                     // this client instance (HELLO client_id)
+  bool has_client_id_ = false;               // client_id was not all zero
   uint32_t max_payload_ = CRFS_MAX_PAYLOAD;  // the client's limit for our replies
 
   proto::FrameAssembler in_;
@@ -154,6 +157,7 @@ class Session {
     int err = 0;
     std::string text;
     proto::TransReply reply;
+    BodyDigest digest{};  // of the transaction answered (answers.h)
   };
   // Records and sends the answer to transaction `id` (also for retransmissions).
   void Answered(uint64_t id, Answer a);

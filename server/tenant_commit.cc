@@ -164,10 +164,16 @@ Status TenantStore::Recover(JournalContents contents) {
       if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
     }
   }
+  for (StoredAnswer& a : contents.answers) answers_.Remember(std::move(a));
+  if (contents.pending && contents.pending->answer) {
+    // The answer its client did not get: as Commit would have sent it.
+    JournalPending& p = *contents.pending;
+    (void)Remembered(&*p.answer, 0, "", p.generation, ReplyMap(p.created, p.new_indexes, p.made));
+  }
   if (contents.pending || contents.valid_bytes > 0) {
     if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
   }
-  CRFS_RETURN_IF_ERROR(journal_->Restart(epoch_ + 1));
+  CRFS_RETURN_IF_ERROR(journal_->Restart(epoch_ + 1, answers_));
   epoch_++;
   sequence_ = 0;
   durable_ = Generation();
@@ -482,8 +488,53 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
   return true;
 }
 
-bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, CommitResult* result,
-                         RequestError* err) {
+std::vector<proto::TransMapEntry> TenantStore::ReplyMap(
+    const std::vector<uint64_t>& created, const std::map<uint64_t, std::pair<uint64_t, std::string>>& new_indexes,
+    const std::map<uint64_t, uint64_t>& made) {
+  std::vector<proto::TransMapEntry> map;
+  auto real = [&](uint64_t p) {
+    auto m = made.find(p);
+    return m == made.end() ? uint64_t{0} : m->second;
+  };
+  for (uint64_t p : created) map.push_back({p, real(p)});
+  // Directory indexes: btrfs assigned them; read them back per directory.
+  std::map<uint64_t, std::map<std::string, uint64_t>> indexes;
+  for (const auto& [p, where] : new_indexes) {
+    const uint64_t dir = proto::IsProvisional(where.first) ? real(where.first) : where.first;
+    auto it = indexes.find(dir);
+    if (it == indexes.end()) {
+      it = indexes.emplace(dir, std::map<std::string, uint64_t>{}).first;
+      std::vector<proto::Item> items;
+      RequestError e;
+      int dfd = dir == 0 ? -1 : DirFd(dir, 0, &e);
+      if (dfd >= 0 && DirItems(dfd, dir, &items, &e)) {
+        for (const auto& item : items) {
+          if (item.key.type != CRFS_DIR_INDEX_KEY) continue;
+          it->second[std::get<proto::DirEntries>(item.body).entries.at(0).name] = item.key.offset;
+        }
+      }
+    }
+    auto idx = it->second.find(where.second);
+    map.push_back({p, idx == it->second.end() ? 0 : idx->second});
+  }
+  return map;
+}
+
+const StoredAnswer* TenantStore::Remembered(const StoredAnswer* who_txn, int err, const std::string& text,
+                                            uint64_t generation, std::vector<proto::TransMapEntry> map) {
+  if (!who_txn) return nullptr;
+  StoredAnswer a = *who_txn;
+  a.err = err;
+  a.text = text;
+  a.reply.generation = err == 0 ? generation : 0;
+  a.reply.flags = err == 0 ? CRFS_TRANS_R_APPLIED : 0;
+  a.reply.map = std::move(map);
+  answers_.Remember(std::move(a));
+  return answers_.Find(who_txn->who, who_txn->txn);
+}
+
+bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCredentials& who,
+                         const StoredAnswer* who_txn, CommitResult* result, RequestError* err) {
   Acting acting(this, session);
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
@@ -516,7 +567,8 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
                   "crfsd cannot act as the tenant's users (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
-    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan.ops); s.code() == Code::kTooLarge) {
+    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan, who_txn);
+        s.code() == Code::kTooLarge) {
       ReleaseKept(kept, false);
       return Fail(err, E2BIG, "transaction too large to journal; split it");
     } else if (!s.ok()) {
@@ -534,12 +586,12 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
         Log(LogLevel::kError, "tenant %s: transaction %llu failed at op %zu of %zu (%s %s): %s; partly applied",
             name_.c_str(), static_cast<unsigned long long>(gen), i, plan.ops.size(), KindName(plan.ops[i].kind),
             plan.ops[i].name.c_str(), e.text.c_str());
-        (void)journal_->End(gen);
+        const std::string text =
+            "partly applied: op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text;
+        (void)journal_->End(gen, Remembered(who_txn, EIO, text, gen, {}));
         ReleaseKept(kept, true);
         for (uint64_t id : plan.changed) changed_[id] = gen;
-        return Fail(
-            err, EIO,
-            "partly applied: op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text);
+        return Fail(err, EIO, text);
       }
       if (plan.ops[i].kind == Op::kCreate) made[plan.ops[i].obj] = inode;
       if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok() && !journal_broken_) {
@@ -547,11 +599,6 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
         Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
             s.message().c_str());
       }
-    }
-    if (Status s = journal_->End(gen); !s.ok() && !journal_broken_) {
-      journal_broken_ = true;
-      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
-          s.message().c_str());
     }
   }
   ReleaseKept(kept, true);
@@ -565,27 +612,11 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   for (const auto& [p, ino] : made) changed_[ino] = gen;
 
   result->generation = gen;
-  result->map.clear();
-  for (uint64_t p : plan.created) result->map.push_back({p, made[p]});
-  // Directory indexes: btrfs assigned them; read them back per directory.
-  std::map<uint64_t, std::map<std::string, uint64_t>> indexes;
-  for (const auto& [p, where] : plan.new_indexes) {
-    const uint64_t dir = proto::IsProvisional(where.first) ? made[where.first] : where.first;
-    auto it = indexes.find(dir);
-    if (it == indexes.end()) {
-      it = indexes.emplace(dir, std::map<std::string, uint64_t>{}).first;
-      std::vector<proto::Item> items;
-      RequestError e;
-      int dfd = DirFd(dir, 0, &e);
-      if (dfd >= 0 && DirItems(dfd, dir, &items, &e)) {
-        for (const auto& item : items) {
-          if (item.key.type != CRFS_DIR_INDEX_KEY) continue;
-          it->second[std::get<proto::DirEntries>(item.body).entries.at(0).name] = item.key.offset;
-        }
-      }
-    }
-    auto idx = it->second.find(where.second);
-    result->map.push_back({p, idx == it->second.end() ? 0 : idx->second});
+  result->map = ReplyMap(plan.created, plan.new_indexes, made);
+  if (Status s = journal_->End(gen, Remembered(who_txn, 0, "", gen, result->map)); !s.ok() && !journal_broken_) {
+    journal_broken_ = true;
+    Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+        s.message().c_str());
   }
   result->durable = false;
   if (t.flags & CRFS_TRANS_F_SYNC) {
@@ -597,7 +628,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   if (journal_->bytes() > kCompactJournalBytes) {
     uint64_t durable = 0;
     RequestError e;
-    Status s = Sync(&durable, &e) ? journal_->Restart(epoch_) : Status(Code::kIo, e.text);
+    Status s = Sync(&durable, &e) ? journal_->Restart(epoch_, answers_) : Status(Code::kIo, e.text);
     if (!s.ok()) Log(LogLevel::kError, "tenant %s: journal compaction: %s", name_.c_str(), s.message().c_str());
   }
   return true;

@@ -94,8 +94,13 @@ class TenantStore : public TreeView {
   // operation fails midway (the tree was changed behind crfsd's back, the
   // disk is full, a permission rule the pre-check does not model), the
   // transaction is partly applied: EIO, logged as an error.
-  bool Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, CommitResult* result,
-              RequestError* err);
+  // `who_txn` names the client instance, transaction id and body digest
+  // (reply empty) when the client has a client id (answers.h): the answer
+  // is then kept, in memory and in the journal, for a resent transaction.
+  bool Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, const StoredAnswer* who_txn,
+              CommitResult* result, RequestError* err);
+  // The kept answer to transaction `txn` of `who`, or nullptr.
+  const StoredAnswer* AnswerTo(const ClientKey& who, uint64_t txn) const { return answers_.Find(who, txn); }
   // Makes everything committed durable (syncfs) and returns the generation.
   bool Sync(uint64_t* generation, RequestError* err);
 
@@ -169,6 +174,15 @@ class TenantStore : public TreeView {
   // anything happens, so that a refusal changes nothing (the kernel still
   // checks each call).
   bool PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err);
+  // The TRANS_REPLY map of a transaction that created `created` and the
+  // entries `new_indexes` (made: provisional -> inode).
+  std::vector<proto::TransMapEntry> ReplyMap(const std::vector<uint64_t>& created,
+                                             const std::map<uint64_t, std::pair<uint64_t, std::string>>& new_indexes,
+                                             const std::map<uint64_t, uint64_t>& made);
+  // Keeps the answer to `who_txn` (nullptr: nothing to keep) and returns it
+  // as kept, for the journal's END record.
+  const StoredAnswer* Remembered(const StoredAnswer* who_txn, int err, const std::string& text, uint64_t generation,
+                                 std::vector<proto::TransMapEntry> map);
   // Learns every directory and entry of the tenant (replay after a crash,
   // when nothing has been listed yet).
   bool Rediscover(RequestError* err);
@@ -221,6 +235,7 @@ class TenantStore : public TreeView {
   // the tenant is not shown (nested subvolumes and snapshots).
   std::unordered_map<uint64_t, std::set<std::string>> hidden_;
   std::unique_ptr<Journal> journal_;
+  AnswerCache answers_;  // applied transactions' answers, by client instance (answers.h)
   uint64_t epoch_ = 0, sequence_ = 0, durable_ = 0;
   bool journal_broken_ = false;  // a journal write failed: no commits until restart
   // Generation at which each object last changed, this epoch.

@@ -44,8 +44,8 @@ def frame(msg_type, payload=b'', req_id=1, info=0):
     return struct.pack('<QIIHHI', req_id, info, len(payload), msg_type, 0, 0) + payload
 
 
-def hello_payload(cap=b''):
-    return struct.pack('<IHHIII', 0x53465243, 1, 1, 0, 1 << 20, len(cap)) + cap
+def hello_payload(cap=b'', client_id=bytes(16)):
+    return struct.pack('<IHHIII', 0x53465243, 1, 1, 0, 1 << 20, len(cap)) + client_id + cap
 
 
 def key(objectid, typ, offset):

@@ -16,7 +16,13 @@ acme and beta, crfsd by PID). Covered here:
     exits 0), everything is synced, the next start has nothing to finish; a
     second SIGTERM stops at once and the journal finishes the rest;
   - pre-authentication limits: one address cannot hold more than
-    limits.max_handshakes_per_address handshakes, others are still served.
+    limits.max_handshakes_per_address handshakes, others are still served;
+  - exactly once: a transaction resent by the same client instance (HELLO
+    client_id) after a reconnect, a SIGKILL + restart or a clean restart
+    gets the original answer and is not applied again; another body under
+    the same id is EEXIST; another certificate with the same client id is
+    not answered from it; a transaction cut short by SIGKILL is finished
+    from the journal and its resent copy answered (`crfs --reconnect`).
 Needs root.
 
 usage: reliability_test.py BUILD_DIR SOURCE_DIR [unittest args]
@@ -29,6 +35,7 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -37,7 +44,11 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
-from crfsd_test import CRFS, CRFSD, run  # noqa: E402
+import transactions_test as tx  # noqa: E402
+from crfsd_test import CRFS, CRFSD, FINAL_REPLY, HELLO, HELLO_REPLY, frame, hello_payload, recv_frame, run  # noqa: E402
+
+TRANS_REPLY, EEXIST, EACCES = 16, 17, 13
+CRFS_TRANS_R_APPLIED, CRFS_TRANS_R_DURABLE = 1, 2
 
 # Calls that change the file system or claim a resource. --check-config must make none.
 CHANGING_CALLS = ('mkdir', 'mkdirat', 'unlink', 'unlinkat', 'rmdir', 'rename', 'renameat', 'renameat2', 'link',
@@ -332,6 +343,131 @@ class PreAuthentication(unittest.TestCase):
         finally:
             for c in stalled:
                 c.close()
+
+
+def client_session(client_id, tenant='acme', client='alice'):
+    """A session after HELLO with `client_id`; returns (socket, generation)."""
+    s = W().tls(tenant, client)
+    s.sendall(frame(HELLO, hello_payload(client_id=client_id)))
+    _, _, typ, payload = recv_frame(s)
+    assert typ == HELLO_REPLY, typ
+    _, info, typ, _ = recv_frame(s)
+    assert typ == FINAL_REPLY and info == 0
+    return s, struct.unpack_from('<Q', payload, 32)[0]
+
+
+def transact(s, request):
+    """Sends one single-fragment transaction; (errno, TRANS_REPLY payload or None)."""
+    s.sendall(request)
+    reply = None
+    while True:
+        _, info, typ, payload = tx.recv_reply(s)
+        if typ == TRANS_REPLY:
+            reply = payload
+        elif typ == FINAL_REPLY:
+            return info, reply
+
+
+def reply_fields(payload):
+    generation, flags, n = struct.unpack_from('<QII', payload, 0)
+    return generation, flags, [struct.unpack_from('<QQ', payload, 16 + 16 * i) for i in range(n)]
+
+
+class ExactlyOnce(unittest.TestCase):
+    def test_a_resent_transaction_is_answered_once_across_reconnects_and_restarts(self):
+        me = os.urandom(16)
+        s, gen = client_session(me)
+        request = tx.example_mkdir(gen, 77)  # mkdir /some-dir
+        err, first = transact(s, request)
+        self.assertEqual(err, 0)
+        generation, flags, mapping = reply_fields(first)
+        self.assertTrue(flags & CRFS_TRANS_R_APPLIED)
+        made = [real for prov, real in mapping if real >= 256]
+        s.close()
+        target = tenant_dir('acme', 'some-dir')
+        ino = os.stat(target).st_ino
+        self.assertIn(ino, made)
+
+        def resend_and_check(why):
+            s2, _ = client_session(me)
+            err2, again = transact(s2, request)
+            self.assertEqual(err2, 0, why)
+            g2, f2, m2 = reply_fields(again)
+            self.assertEqual((g2, m2), (generation, mapping), f'{why}: not the original answer')
+            self.assertTrue(f2 & CRFS_TRANS_R_APPLIED)
+            self.assertEqual(os.stat(target).st_ino, ino, f'{why}: applied again')
+            self.assertEqual([n for n in os.listdir(tenant_dir('acme')) if n.startswith('some-dir')], ['some-dir'])
+            return s2, f2
+
+        # A new session of the same client instance (a reconnect).
+        s2, _ = resend_and_check('after a reconnect')
+        # The same id with another body is refused, not answered with what it did not do.
+        other = bytearray(request)
+        struct.pack_into('<Q', other, 24 + 8, gen + 1)  # base_generation of the TRANS_FRAG
+        err3, none = transact(s2, bytes(other))
+        self.assertEqual((err3, none), (EEXIST, None))
+        s2.close()
+        # Another certificate presenting the same client id is not answered from it.
+        s3, _ = client_session(me, client='carol')
+        err4, reply4 = transact(s3, request)
+        self.assertNotEqual(err4, 0)
+        self.assertIsNone(reply4)
+        s3.close()
+        # A client without a client id gets the old, per-session behaviour: never applied twice.
+        s4, _ = client_session(bytes(16))
+        err5, _ = transact(s4, request)
+        self.assertIn(err5, (EEXIST, 116))  # the name exists / ESTALE
+        s4.close()
+        # After SIGKILL and restart: the answer is in the journal; now durable.
+        W().crfsd.send_signal(signal.SIGKILL)
+        W().crfsd.wait()
+        restart()
+        s5, f5 = resend_and_check('after SIGKILL and restart')
+        self.assertTrue(f5 & CRFS_TRANS_R_DURABLE)
+        s5.close()
+        # After a clean stop and start (the journal rewritten with the answers).
+        W().crfsd.send_signal(signal.SIGTERM)
+        self.assertEqual(W().crfsd.wait(30), 0)
+        restart()
+        s6, _ = resend_and_check('after SIGTERM and restart')
+        s6.close()
+        os.rmdir(target)
+
+    def test_a_transaction_cut_short_by_sigkill_is_finished_and_its_resend_answered(self):
+        N = 3000
+        local = W().path('once-src')
+        make_flat_tree(local, N)
+        crt, key = W().cert('beta', 'bob')
+        for attempt in range(5):
+            name = f'once{attempt}'
+            target = tenant_dir('beta', name)
+            proc = subprocess.Popen([CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'),
+                                     '--cert', crt, '--key', key, '--reconnect', '30', 'import', local, '/' + name],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            landed = wait_for_entries(target, proc)
+            W().crfsd.send_signal(signal.SIGKILL)
+            W().crfsd.wait()
+            mid = len(os.listdir(target)) if os.path.isdir(target) else 0
+            # The same port: the client reconnects to where crfsd was.
+            config = write_config('once.json', listen=f'127.0.0.1:{W().port}')
+            W().log.close()
+            W().log = open(W().path('crfsd.log'), 'a')
+            W().crfsd = subprocess.Popen([CRFSD, '--config', config], stdout=W().log, stderr=W().log)
+            out, err = proc.communicate(timeout=120)
+            self.assertEqual(proc.returncode, 0, err)
+            self.assertIn(f'imported {N + 1} objects', out)
+            self.assertEqual(len(os.listdir(target)), N, 'the import is complete, and once')
+            if landed and 0 < mid < N:
+                self.assertIn('reconnecting to resend transaction', err)
+                self.assertIn('from the journal', W().logtext())
+                break
+        else:
+            self.fail('no SIGKILL landed inside the transaction in 5 tries')
+        # Back to the fixture's crfsd (port file, port 0).
+        W().crfsd.send_signal(signal.SIGTERM)
+        W().crfsd.wait(30)
+        restart()
+        shutil.rmtree(local)
 
 
 if __name__ == '__main__':

@@ -681,8 +681,8 @@ class Protocol(unittest.TestCase):
 
     def test_a_base_from_another_epoch_or_the_future_is_stale(self):
         s, gen = hello_session()
-        for base_gen in (7, gen + 1000, 0):
-            s.sendall(example_mkdir(base_gen, 50))
+        for i, base_gen in enumerate((7, gen + 1000, 0)):
+            s.sendall(example_mkdir(base_gen, 50 + i))
             _, info, typ, text = recv_reply(s)
             self.assertEqual((typ, info), (FINAL_REPLY, ESTALE), text)
         self.assertFalse(os.path.lexists(acme('some-dir')))

@@ -36,7 +36,7 @@ grep -qF '17 frames' "$work/err" || fail "summary line missing"
 # A capture cut in the middle of a frame: good frames print, then an error.
 head -c 300 "$work/session.cap" > "$work/cut.cap"
 if "$crfsctl" decode "$work/cut.cap" > "$work/cut.out" 2>&1; then fail "truncated capture decoded"; fi
-grep -q 'error at byte 227: frame truncated: 348 payload bytes announced, 49 present' "$work/cut.out" || { cat "$work/cut.out"; fail "no truncation error"; }
+grep -q 'error at byte 243: frame truncated: 348 payload bytes announced, 33 present' "$work/cut.out" || { cat "$work/cut.out"; fail "no truncation error"; }
 grep -qF '[CRFS_MSG_HELLO_REPLY]' "$work/cut.out" || fail "frames before the cut not printed"
 
 # A frame with a bad payload is reported and skipped; the rest still prints.

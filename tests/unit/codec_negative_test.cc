@@ -320,6 +320,14 @@ const Case kCases[] = {
        return b;
      },
      Code::kTooLarge, "capability of 8193 bytes"},
+    {"hello without its client id",
+     [] {
+       Buf b = Enc(Msg(Hello{}));
+       b.resize(b.size() - 16);
+       Put(b, 12, 20, 4);  // the header's `bytes`: the version-1 draft's 20-byte HELLO
+       return b;
+     },
+     Code::kTruncated, "hello client_id"},
     {"hello cap_len lies",
      [] {
        Buf b = Enc(Msg(Hello{1, 1, 0, 1 << 17, {1, 2, 3}}));

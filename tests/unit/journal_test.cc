@@ -34,6 +34,20 @@ Op SampleOp(Op::Kind kind, uint64_t obj) {
   return op;
 }
 
+StoredAnswer SampleAnswer(uint64_t txn) {
+  StoredAnswer a;
+  a.who.client = "alice";
+  for (size_t i = 0; i < a.who.id.size(); i++) a.who.id[i] = static_cast<uint8_t>(i + 1);
+  a.txn = txn;
+  a.digest.fill(0xab);
+  a.err = 0;
+  a.text = "detail";
+  a.reply.generation = (5ull << 32) | 9;
+  a.reply.flags = CRFS_TRANS_R_APPLIED;
+  a.reply.map = {{CRFS_PROVISIONAL_FIRST, 300}, {CRFS_PROVISIONAL_FIRST + 1, 12}};
+  return a;
+}
+
 class JournalFile : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -74,16 +88,23 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   auto j = Journal::Open(dir_ + "/j", "acme", &c);
   ASSERT_TRUE(j.ok()) << j.status().ToString();
   EXPECT_FALSE(c.pending);
-  ASSERT_TRUE((*j)->Restart(1).ok());
+  ASSERT_TRUE((*j)->Restart(1, AnswerCache{}).ok());
   const uint64_t g1 = (1ull << 32) + 1, g2 = g1 + 1;
-  std::vector<Op> ops{SampleOp(Op::kCreate, CRFS_PROVISIONAL_FIRST), SampleOp(Op::kWrite, CRFS_PROVISIONAL_FIRST),
-                      SampleOp(Op::kUnlink, 300)};
-  ASSERT_TRUE((*j)->Begin(g1, 100000, 100000, true, ops).ok());
+  Plan plan;
+  plan.ops = {SampleOp(Op::kCreate, CRFS_PROVISIONAL_FIRST), SampleOp(Op::kWrite, CRFS_PROVISIONAL_FIRST),
+              SampleOp(Op::kUnlink, 300)};
+  plan.created = {CRFS_PROVISIONAL_FIRST};
+  plan.new_indexes[CRFS_PROVISIONAL_FIRST + 1] = {256, "name\x01with bytes"};
+  const std::vector<Op>& ops = plan.ops;
+  StoredAnswer first = SampleAnswer(7);
+  ASSERT_TRUE((*j)->Begin(g1, 100000, 100000, true, plan, nullptr).ok());
   ASSERT_TRUE((*j)->Done(g1, 0, 555).ok());
   ASSERT_TRUE((*j)->Done(g1, 1, 0).ok());
   ASSERT_TRUE((*j)->Done(g1, 2, 0).ok());
-  ASSERT_TRUE((*j)->End(g1).ok());
-  ASSERT_TRUE((*j)->Begin(g2, 101000, 101001, false, ops).ok());
+  ASSERT_TRUE((*j)->End(g1, &first).ok());
+  StoredAnswer second = SampleAnswer(8);
+  second.reply = {};
+  ASSERT_TRUE((*j)->Begin(g2, 101000, 101001, false, plan, &second).ok());
   ASSERT_TRUE((*j)->Done(g2, 0, 777).ok());
   j->reset();
 
@@ -100,6 +121,13 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   EXPECT_EQ(again.pending->uid, 101000u);
   EXPECT_EQ(again.pending->gid, 101001u);
   EXPECT_FALSE(again.pending->tenant_root);
+  // Whose it is and what its reply maps, to answer it after the restart.
+  ASSERT_TRUE(again.pending->answer);
+  EXPECT_EQ(*again.pending->answer, second);
+  EXPECT_EQ(again.pending->created, plan.created);
+  EXPECT_EQ(again.pending->new_indexes, plan.new_indexes);
+  ASSERT_EQ(again.answers.size(), 1u);
+  EXPECT_EQ(again.answers[0], first);
 
   // Every torn tail parses as a prefix: never more progress than was written.
   const auto bytes = Bytes();
@@ -123,11 +151,56 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
       EXPECT_LE(p.pending->next_op, 1u);
     }
   }
-  // Restart leaves only the new epoch.
-  ASSERT_TRUE((*j2)->Restart(2).ok());
+  // Restart leaves only the new epoch and the kept answers.
+  AnswerCache cache;
+  cache.Remember(first);
+  cache.Remember(second);
+  ASSERT_TRUE((*j2)->Restart(2, cache).ok());
   JournalContents fresh = ParseJournal(Bytes());
   EXPECT_EQ(fresh.epoch, 2u);
   EXPECT_FALSE(fresh.pending);
+  ASSERT_EQ(fresh.answers.size(), 2u);
+  EXPECT_EQ(fresh.answers[0], first);
+  EXPECT_EQ(fresh.answers[1], second);
+}
+
+TEST(Answers, RoundTripAndEveryTruncationFails) {
+  const StoredAnswer a = SampleAnswer(42);
+  proto::Writer w(1 << 16);
+  EncodeAnswer(a, &w);
+  ASSERT_TRUE(w.status().ok());
+  proto::Reader r(w.bytes());
+  StoredAnswer back;
+  ASSERT_TRUE(DecodeAnswer(&r, &back).ok());
+  EXPECT_TRUE(r.empty());
+  EXPECT_EQ(back, a);
+  for (size_t n = 0; n < w.bytes().size(); n++) {
+    proto::Reader short_r(proto::Bytes(w.bytes().data(), n));
+    StoredAnswer partial;
+    EXPECT_FALSE(DecodeAnswer(&short_r, &partial).ok()) << n;
+  }
+}
+
+TEST(Answers, CacheIsKeyedByClientAndBounded) {
+  AnswerCache cache;
+  StoredAnswer a = SampleAnswer(1);
+  cache.Remember(a);
+  ASSERT_NE(cache.Find(a.who, 1), nullptr);
+  ClientKey other_cert = a.who;
+  other_cert.client = "mallory";  // the same client id under another certificate
+  EXPECT_EQ(cache.Find(other_cert, 1), nullptr);
+  ClientKey other_instance = a.who;
+  other_instance.id[0] ^= 1;
+  EXPECT_EQ(cache.Find(other_instance, 1), nullptr);
+  // Per client instance: the oldest go past kPerClient; another instance keeps its own.
+  StoredAnswer b = SampleAnswer(1);
+  b.who = other_instance;
+  cache.Remember(b);
+  for (uint64_t txn = 2; txn <= AnswerCache::kPerClient + 1; txn++) cache.Remember(SampleAnswer(txn));
+  EXPECT_EQ(cache.Find(a.who, 1), nullptr);
+  EXPECT_NE(cache.Find(a.who, 2), nullptr);
+  EXPECT_NE(cache.Find(other_instance, 1), nullptr);
+  EXPECT_EQ(cache.size(), AnswerCache::kPerClient + 1);
 }
 
 }  // namespace

@@ -95,7 +95,9 @@ inline std::vector<Frame> SampleFrames() {
       Frame{7, 0, TransFrag{3, true, CRFS_TRANS_F_SYNC, 0x0102030405060708ull, {SampleRange(), second, empty}}},
       Frame{0, 0, Revoke{77, CRFS_LOCK_READ}},
       Frame{8, 0, Release{77, CRFS_LOCK_NONE}},
-      Frame{9, 0, Hello{1, 1, 0, 1 << 17, {1, 2, 3, 4, 5}}},
+      Frame{
+          9, 0,
+          Hello{1, 1, 0, 1 << 17, {1, 2, 3, 4, 5}, {0xc1, 0x1e, 0x47, 0x1d, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0xff}}},
       Frame{10, 0, HelloReply{1, 0, 1 << 18, 30000, 0xabcdef, 256, 42}},
       Frame{11, 0, DataRead{257, 4096, 65536}},
       Frame{12, 0, data},
