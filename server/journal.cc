@@ -13,7 +13,7 @@ namespace crfs::server {
 namespace {
 
 constexpr uint32_t kMagic = 0x314a5243;  // "CRJ1"
-constexpr uint8_t kEpoch = 1, kBegin = 2, kDone = 3, kEnd = 4, kAnswers = 5;
+constexpr uint8_t kEpoch = 1, kBegin = 2, kDone = 3, kEnd = 4, kAnswers = 5, kAbort = 6;
 constexpr size_t kHeader = 13;
 constexpr size_t kMaxRecord = 256u << 20;  // a transaction is at most 64 MiB of frames
 constexpr uint32_t kMaxOps = 1u << 24;
@@ -70,6 +70,55 @@ void EncodeReplyInfo(const Plan& plan, const StoredAnswer* who, proto::Writer* w
     w->Le64(where.first);
     PutString(w, where.second);
   }
+}
+
+void PutTime(proto::Writer* w, const proto::Timespec& t) {
+  w->Le64(t.sec);
+  w->Le32(t.nsec);
+}
+
+bool GetTime(proto::Reader* r, proto::Timespec* t) {
+  return r->Le64(&t->sec, "time").ok() && r->Le32(&t->nsec, "time").ok() && t->nsec < 1000000000;
+}
+
+void EncodeUndo(const std::vector<Undo>& undo, const std::vector<DirTimes>& dirs, proto::Writer* w) {
+  for (const Undo& u : undo) {
+    w->U8(u.flags);
+    w->Le32(u.mode);
+    w->Le32(u.uid);
+    w->Le32(u.gid);
+    PutTime(w, u.atime);
+    PutTime(w, u.mtime);
+    w->U8(u.had_xattr ? 1 : 0);
+    PutString(w, u.xattr);
+  }
+  w->Le32(static_cast<uint32_t>(dirs.size()));
+  for (const DirTimes& d : dirs) {
+    w->Le64(d.dir);
+    PutTime(w, d.atime);
+    PutTime(w, d.mtime);
+  }
+}
+
+bool DecodeUndo(proto::Reader* r, JournalPending* t) {
+  t->undo.resize(t->ops.size());
+  for (Undo& u : t->undo) {
+    uint8_t had = 0;
+    if (!r->U8(&u.flags, "undo flags").ok() || u.flags >= 32 || !r->Le32(&u.mode, "undo mode").ok() ||
+        !r->Le32(&u.uid, "undo uid").ok() || !r->Le32(&u.gid, "undo gid").ok() || !GetTime(r, &u.atime) ||
+        !GetTime(r, &u.mtime) || !r->U8(&had, "undo had_xattr").ok() || had > 1 ||
+        !GetString(r, &u.xattr, "undo xattr").ok()) {
+      return false;
+    }
+    u.had_xattr = had == 1;
+  }
+  uint32_t n = 0;
+  if (!r->Le32(&n, "dir times").ok() || n > r->remaining() / 32) return false;
+  t->dir_times.resize(n);
+  for (DirTimes& d : t->dir_times) {
+    if (!r->Le64(&d.dir, "dir").ok() || !GetTime(r, &d.atime) || !GetTime(r, &d.mtime)) return false;
+  }
+  return true;
 }
 
 bool DecodeReplyInfo(proto::Reader* r, JournalPending* t) {
@@ -187,7 +236,7 @@ JournalContents ParseJournal(proto::Bytes bytes) {
           ok = DecodeOp(&p, &op).ok();
           t.ops.push_back(std::move(op));
         }
-        ok = ok && DecodeReplyInfo(&p, &t);
+        ok = ok && DecodeReplyInfo(&p, &t) && DecodeUndo(&p, &t);
         ok = ok && p.empty();
         if (ok) c.pending = std::move(t);
         break;
@@ -196,7 +245,8 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         uint32_t index = 0;
         uint64_t inode = 0;
         ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && p.empty() && c.pending &&
-             c.pending->generation == gen && index == c.pending->next_op && index < c.pending->ops.size();
+             !c.pending->aborted && c.pending->generation == gen && index == c.pending->next_op &&
+             index < c.pending->ops.size();
         if (ok) {
           const Op& op = c.pending->ops[index];
           if (op.kind == Op::kCreate) c.pending->made[op.obj] = inode;
@@ -212,6 +262,26 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         if (ok) {
           c.pending.reset();
           if (has) c.answers.push_back(std::move(a));
+        }
+        break;
+      }
+      case kAbort: {
+        uint32_t failed = 0, e = 0, n = 0;
+        ok = c.pending && c.pending->generation == gen && !c.pending->aborted && p.Le32(&failed, "failed").ok() &&
+             failed < c.pending->ops.size() && p.Le32(&e, "errno").ok() && e > 0 && e < 4096 &&
+             p.Le32(&n, "made").ok() && n <= p.remaining() / 16;
+        std::map<uint64_t, uint64_t> made;
+        for (uint32_t i = 0; ok && i < n; i++) {
+          uint64_t prov = 0, ino = 0;
+          ok = p.Le64(&prov, "made").ok() && p.Le64(&ino, "made").ok();
+          made[prov] = ino;
+        }
+        ok = ok && p.empty();
+        if (ok) {
+          c.pending->aborted = true;
+          c.pending->failed_op = failed;
+          c.pending->failed_errno = static_cast<int32_t>(e);
+          for (const auto& [prov, ino] : made) c.pending->made[prov] = ino;
         }
         break;
       }
@@ -331,16 +401,39 @@ Status Journal::Restart(uint64_t epoch, const AnswerCache& answers) {
 
 Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
   auto rec = Record(type, payload);
-  CRFS_RETURN_IF_ERROR(WriteAll(fd_, rec.data(), rec.size()));
+  Status s = WriteAll(fd_, rec.data(), rec.size());
+  if (!s.ok()) {
+    // A record written in part (the disk filled up) would hide every record
+    // after it: cut it off, so the journal stays what it was.
+    last_errno_ = errno;
+    if (ftruncate(fd_, static_cast<off_t>(bytes_)) != 0) {
+      torn_ = true;
+      return Io("journal write failed, and cutting it back");
+    }
+    return s;
+  }
   bytes_ += rec.size();
   return Status::Ok();
 }
 
-Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
-                      const StoredAnswer* who) {
+Status Journal::TruncateTo(uint64_t mark) {
   CRFS_RETURN_IF_ERROR(Flush());
+  if (mark > bytes_) return Status(Code::kInvalidArgument, "journal mark past its end");
+  if (ftruncate(fd_, static_cast<off_t>(mark)) != 0) {
+    torn_ = true;
+    return Io("journal truncate");
+  }
+  bytes_ = mark;
+  return Status::Ok();
+}
+
+Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
+                      const StoredAnswer* who, const std::vector<Undo>& undo, const std::vector<DirTimes>& dir_times) {
+  CRFS_RETURN_IF_ERROR(Flush());
+  if (undo.size() != plan.ops.size()) return Status(Code::kInvalidArgument, "journal: one undo per op");
   const std::vector<Op>& ops = plan.ops;
-  size_t size = 21 + 256 + 8 * plan.created.size();
+  size_t size = 21 + 256 + 8 * plan.created.size() + 4 + 32 * dir_times.size();
+  for (const Undo& u : undo) size += 48 + u.xattr.size();
   for (const auto& [p, where] : plan.new_indexes) size += 20 + where.second.size();
   for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
   if (size > kMaxRecord) return Status(Code::kTooLarge, "transaction record past the journal's record limit");
@@ -352,8 +445,24 @@ Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tena
   w.Le32(static_cast<uint32_t>(ops.size()));
   for (const Op& op : ops) EncodeOp(op, &w);
   EncodeReplyInfo(plan, who, &w);
+  EncodeUndo(undo, dir_times, &w);
   CRFS_RETURN_IF_ERROR(w.status());
   return Append(kBegin, std::move(w).Take());
+}
+
+Status Journal::Abort(uint64_t generation, uint32_t failed, int err, const std::map<uint64_t, uint64_t>& made) {
+  CRFS_RETURN_IF_ERROR(Flush());
+  proto::Writer w(20 + 16 * made.size());
+  w.Le64(generation);
+  w.Le32(failed);
+  w.Le32(static_cast<uint32_t>(err));
+  w.Le32(static_cast<uint32_t>(made.size()));
+  for (const auto& [prov, ino] : made) {
+    w.Le64(prov);
+    w.Le64(ino);
+  }
+  CRFS_RETURN_IF_ERROR(w.status());
+  return Append(kAbort, std::move(w).Take());
 }
 
 Status Journal::Done(uint64_t generation, uint32_t index, uint64_t inode) {

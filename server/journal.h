@@ -19,6 +19,12 @@
 //                    the last op, with the answer the client was sent
 //   ANSWERS (5)      le64 n, n x answer: the answers kept at the last
 //                    restart (right after EPOCH)
+//   ABORT (6)        le64 generation, le32 failed op, le32 errno, le32 n,
+//                    n x (le64 provisional id, le64 inode)   before a
+//                    rollback: the transaction is taken back, not finished
+// BEGIN ends with the undo of each op (u8 flags, le32 mode, uid, gid, 2 x
+// (le64 sec, le32 nsec), u8 had_xattr, le32 len, value) and le32 n, n x
+// (le64 dir, 2 x (le64 sec, le32 nsec)): the directories' times.
 // Reading stops at the first record that is short or fails its crc (a
 // write torn by the crash); everything after it is ignored and rewritten.
 // A BEGIN without its END is the transaction to finish: its ops from the
@@ -52,6 +58,36 @@
 
 namespace crfs::server {
 
+// How to take back one op of a transaction that fails midway (ENOSPC, EIO,
+// the tree changed behind crfsd's back): computed before the transaction
+// starts, journaled in its BEGIN record (tenant_undo.cc).
+struct Undo {
+  enum Flags : uint8_t {
+    kSkip = 1,    // kUnlink of an entry of a directory the plan removes: nothing
+                  // done here (the directory goes to the undo area whole)
+    kTrash = 2,   // kUnlink: the entry moves to the undo area as "<gen>.<op>"
+    kClone = 4,   // first data op of an existing file: a reflink copy
+                  // "<gen>.c<obj>" is made first, and copied back to undo
+    kAttrs = 8,   // the object's mode, owner and times before (for chown,
+                  // chmod, settimes)
+    kXattr = 16,  // the xattr's value before (had_xattr: it existed)
+  };
+  uint8_t flags = 0;
+  uint32_t mode = 0, uid = 0, gid = 0;
+  proto::Timespec atime, mtime;
+  bool had_xattr = false;
+  std::string xattr;
+  bool operator==(const Undo&) const = default;
+};
+
+// The times of a directory whose entries a transaction changes, restored
+// last when it is rolled back.
+struct DirTimes {
+  uint64_t dir = 0;
+  proto::Timespec atime, mtime;
+  bool operator==(const DirTimes&) const = default;
+};
+
 struct JournalPending {
   uint64_t generation = 0;
   uint32_t uid = 0, gid = 0;  // the host ids it runs as (finished with them too)
@@ -63,6 +99,14 @@ struct JournalPending {
   std::optional<StoredAnswer> answer;
   std::vector<uint64_t> created;
   std::map<uint64_t, std::pair<uint64_t, std::string>> new_indexes;
+  // How to take each op back, and the directories' times.
+  std::vector<Undo> undo;
+  std::vector<DirTimes> dir_times;
+  // An ABORT record: the op that failed (rolled back from it down to op 0),
+  // its errno, and every object the transaction had made by then.
+  bool aborted = false;
+  uint32_t failed_op = 0;
+  int32_t failed_errno = 0;
 };
 
 struct JournalContents {
@@ -107,12 +151,25 @@ class Journal {
   // `who`: the client and transaction id (reply empty), or nullptr for a
   // client without a client id.
   [[nodiscard]] Status Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
-                             const StoredAnswer* who);
+                             const StoredAnswer* who, const std::vector<Undo>& undo,
+                             const std::vector<DirTimes>& dir_times);
+  // Before a rollback of `generation` from op `failed` down (`made`: every
+  // object created so far).
+  [[nodiscard]] Status Abort(uint64_t generation, uint32_t failed, int err, const std::map<uint64_t, uint64_t>& made);
   [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode);
   [[nodiscard]] Status End(uint64_t generation, const StoredAnswer* answer);
 
+  // Cuts the journal back to `mark` (an earlier bytes()): for a
+  // transaction rolled back completely, which leaves nothing to replay.
+  [[nodiscard]] Status TruncateTo(uint64_t mark);
+
   uint64_t epoch() const { return epoch_; }
   uint64_t bytes() const { return bytes_; }
+  // After a failed write: its errno (ENOSPC, EDQUOT, EIO), and whether the
+  // journal could not be cut back to its last whole record (then nothing
+  // may be appended until crfsd restarts).
+  int last_errno() const { return last_errno_; }
+  bool torn() const { return torn_; }
 
  private:
   Journal(std::string dir, std::string path, int fd) : dir_(std::move(dir)), path_(std::move(path)), fd_(fd) {}
@@ -128,6 +185,8 @@ class Journal {
   int fd_;
   uint64_t epoch_ = 0;
   uint64_t bytes_ = 0;
+  int last_errno_ = 0;
+  bool torn_ = false;
 };
 
 }  // namespace crfs::server

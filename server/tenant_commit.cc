@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
+#include <optional>
 #include <set>
 
 #include "proto/snoop.h"
@@ -145,31 +146,55 @@ bool TenantStore::Rediscover(RequestError* err) {
 
 Status TenantStore::Recover(JournalContents contents) {
   epoch_ = contents.epoch;
+  bool rolled_back = false;
   if (contents.pending) {
     JournalPending& p = *contents.pending;
-    Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (ops %zu..%zu)", name_.c_str(),
-        static_cast<unsigned long long>(p.generation), p.next_op, p.ops.size());
     RequestError err;
     if (!Rediscover(&err)) return Status(Code::kIo, "tenant " + name_ + ": rediscover: " + err.text);
+    if (p.undo.size() != p.ops.size()) p.undo.assign(p.ops.size(), Undo{});
+    apply_as_tenant_root_ = p.tenant_root;
     // As the user it was committed for: the kernel checks the rest as it did the start.
     FsCredentials creds(p.uid, p.gid, p.tenant_root);
     if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the transaction's credentials");
-    for (size_t i = p.next_op; i < p.ops.size(); i++) {
-      uint64_t inode = 0;
-      if (!Apply(p.ops[i], p.made, true, &inode, &err)) {
-        Log(LogLevel::kError, "tenant %s: journal replay: op %zu (%s) failed: %s; the rest is applied", name_.c_str(),
-            i, KindName(p.ops[i].kind), err.text.c_str());
-        continue;
+    size_t failed = p.failed_op;
+    if (!p.aborted) {
+      Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (ops %zu..%zu)", name_.c_str(),
+          static_cast<unsigned long long>(p.generation), p.next_op, p.ops.size());
+      for (size_t i = p.next_op; i < p.ops.size(); i++) {
+        uint64_t inode = 0;
+        if (!Apply(p.ops[i], p.made, true, &inode, &err, p.generation, i, p.undo[i])) {
+          Log(LogLevel::kWarning, "tenant %s: journal replay: op %zu (%s) failed: %s; rolling back", name_.c_str(), i,
+              KindName(p.ops[i].kind), err.text.c_str());
+          CRFS_RETURN_IF_ERROR(
+              journal_->Abort(p.generation, static_cast<uint32_t>(i), err.err ? err.err : EIO, p.made));
+          p.aborted = true;
+          failed = i;
+          break;
+        }
+        if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
       }
-      if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
+    } else {
+      Log(LogLevel::kInfo, "tenant %s: rolling back transaction %llu from the journal (ops %u..0)", name_.c_str(),
+          static_cast<unsigned long long>(p.generation), p.failed_op);
+    }
+    if (p.aborted) {
+      if (!Rollback(p.generation, p.ops, p.undo, p.dir_times, failed, p.made)) {
+        return Status(Code::kIo, "tenant " + name_ + ": transaction " + std::to_string(p.generation) +
+                                     " could not be rolled back (see above); free space or fix the tree, then "
+                                     "restart crfsd: the journal keeps the rollback");
+      }
+      rolled_back = true;
     }
   }
   for (StoredAnswer& a : contents.answers) answers_.Remember(std::move(a));
-  if (contents.pending && contents.pending->answer) {
+  if (contents.pending && contents.pending->answer && !rolled_back) {
     // The answer its client did not get: as Commit would have sent it.
     JournalPending& p = *contents.pending;
     (void)Remembered(&*p.answer, 0, "", p.generation, ReplyMap(p.created, p.new_indexes, p.made));
   }
+  // Whatever the undo area still keeps belongs to transactions that are
+  // finished or taken back by now.
+  CRFS_RETURN_IF_ERROR(PurgeAllUndo());
   if (contents.pending || contents.valid_bytes > 0) {
     if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
   }
@@ -185,7 +210,7 @@ Status TenantStore::Recover(JournalContents contents) {
 }
 
 bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode,
-                        RequestError* err) {
+                        RequestError* err, uint64_t gen, size_t index, const Undo& undo) {
   auto resolve = [&](uint64_t id) -> uint64_t {
     if (!proto::IsProvisional(id)) return id;
     auto m = made.find(id);
@@ -265,6 +290,12 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       return true;
     }
     case Op::kUnlink: {
+      if (undo.flags & Undo::kSkip) {
+        // An entry of a directory this transaction removes: it goes to the
+        // undo area with its directory, in one rename (tenant_undo.cc).
+        Forget(obj, dir, op.name);
+        return true;
+      }
       // The precondition. Live, the plan was made from listings of this
       // same event-loop turn, so an object table that still names obj there
       // vouches for the entry without a stat (the bulk of an rm -r); after a
@@ -281,12 +312,16 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       }
       int dfd = DirFd(dir, 0, err);
       if (dfd < 0) return false;
-      if (unlinkat(dfd, op.name.c_str(), S_ISDIR(op.mode) ? AT_REMOVEDIR : 0) != 0)
+      if (undo.flags & Undo::kTrash) {
+        if (!TrashEntry(gen, index, dfd, op, apply_as_tenant_root_, err)) return false;
+      } else if (unlinkat(dfd, op.name.c_str(), S_ISDIR(op.mode) ? AT_REMOVEDIR : 0) != 0) {
         return Errno(err, "unlink " + op.name);
+      }
       Forget(obj, dir, op.name);
       return true;
     }
     case Op::kWrite: {
+      if (!KeepForUndo(gen, op, undo, apply_as_tenant_root_, err)) return false;
       Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
       if (fd.fd < 0) return false;
       size_t done = 0;
@@ -299,6 +334,7 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       return true;
     }
     case Op::kPunch: {
+      if (!KeepForUndo(gen, op, undo, apply_as_tenant_root_, err)) return false;
       Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
       if (fd.fd < 0) return false;
       struct stat st;
@@ -313,6 +349,7 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       return true;
     }
     case Op::kTruncate: {
+      if (!KeepForUndo(gen, op, undo, apply_as_tenant_root_, err)) return false;
       Fd fd(open_obj(O_WRONLY | O_NONBLOCK | O_NOCTTY));
       if (fd.fd < 0) return false;
       if (ftruncate(fd.fd, static_cast<off_t>(op.offset)) != 0) return Errno(err, "truncate");
@@ -558,7 +595,18 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   if (!PrepareHeld(plan, &kept, err)) return false;
   const uint64_t gen = Generation() + 1;
 
+  // How to take every op back if one fails midway (tenant_undo.cc).
+  std::vector<Undo> undo;
+  std::vector<DirTimes> dir_times;
+  if (!PlanUndo(plan, &undo, &dir_times, err)) {
+    ReleaseKept(kept, false);
+    return false;
+  }
+
   std::map<uint64_t, uint64_t> made;
+  apply_as_tenant_root_ = tenant_root;
+  std::optional<RequestError> failed;  // the op that failed, rolled back
+  uint64_t journal_mark = 0;           // where BEGIN starts: a rollback cuts the journal back to it
   {
     FsCredentials creds(*host_uid, *host_gid, tenant_root);
     if (!creds.ok()) {
@@ -567,31 +615,55 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
                   "crfsd cannot act as the tenant's users (it needs CAP_SETUID, CAP_SETGID, CAP_CHOWN, "
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
-    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan, who_txn);
+    journal_mark = journal_->bytes();
+    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan, who_txn, undo, dir_times);
         s.code() == Code::kTooLarge) {
       ReleaseKept(kept, false);
       return Fail(err, E2BIG, "transaction too large to journal; split it");
     } else if (!s.ok()) {
       ReleaseKept(kept, false);
-      journal_broken_ = true;
-      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
-          s.message().c_str());
-      return Fail(err, EIO, "journal: " + s.message());
+      if (journal_->torn()) {
+        journal_broken_ = true;
+        Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+            s.message().c_str());
+        return Fail(err, EIO, "journal: " + s.message());
+      }
+      // Nothing was applied and the journal is as it was: refused, with the
+      // reason (a full disk is ENOSPC to the client).
+      Log(LogLevel::kWarning, "tenant %s: journal: %s; transaction refused", name_.c_str(), s.message().c_str());
+      return Fail(err, journal_->last_errno() ? journal_->last_errno() : EIO,
+                  "the intent journal could not take the transaction: " + s.message() + "; nothing changed");
     }
     sequence_++;  // from here on the generation is spent, whatever happens
     for (size_t i = 0; i < plan.ops.size(); i++) {
       uint64_t inode = 0;
       RequestError e;
-      if (!Apply(plan.ops[i], made, false, &inode, &e)) {
-        Log(LogLevel::kError, "tenant %s: transaction %llu failed at op %zu of %zu (%s %s): %s; partly applied",
+      if (!Apply(plan.ops[i], made, false, &inode, &e, gen, i, undo[i])) {
+        // Take it all back: the journal says so first (a crash during the
+        // rollback goes on with it at the next start).
+        Log(LogLevel::kWarning, "tenant %s: transaction %llu failed at op %zu of %zu (%s %s): %s; rolling back",
             name_.c_str(), static_cast<unsigned long long>(gen), i, plan.ops.size(), KindName(plan.ops[i].kind),
             plan.ops[i].name.c_str(), e.text.c_str());
-        const std::string text =
-            "partly applied: op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text;
-        (void)journal_->End(gen, Remembered(who_txn, EIO, text, gen, {}));
-        ReleaseKept(kept, true);
-        for (uint64_t id : plan.changed) changed_[id] = gen;
-        return Fail(err, EIO, text);
+        if (Status s = journal_->Abort(gen, static_cast<uint32_t>(i), e.err ? e.err : EIO, made); !s.ok()) {
+          // (A full disk may refuse even this record: the journal is cut
+          // back to BEGIN and its DONEs, and a crash during the rollback
+          // then replays forward up to the same failure and rolls back.)
+          Log(LogLevel::kWarning, "tenant %s: journal: %s (the rollback goes on)", name_.c_str(), s.message().c_str());
+          if (journal_->torn()) journal_broken_ = true;
+        }
+        if (!Rollback(gen, plan.ops, undo, dir_times, i, made) || journal_broken_) {
+          journal_broken_ = true;  // the next start finishes the rollback from the journal
+          Log(LogLevel::kError, "tenant %s: transaction %llu: rollback incomplete; refusing transactions until restart",
+              name_.c_str(), static_cast<unsigned long long>(gen));
+          ReleaseKept(kept, false);
+          for (uint64_t id : plan.changed) changed_[id] = gen;
+          return Fail(err, EIO,
+                      "op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) + ") failed: " + e.text +
+                          "; rolling back did not finish: crfsd finishes it at its next start");
+        }
+        failed = RequestError{e.err ? e.err : EIO, "op " + std::to_string(i) + " (" + KindName(plan.ops[i].kind) +
+                                                       ") failed: " + e.text + "; nothing changed (rolled back)"};
+        break;
       }
       if (plan.ops[i].kind == Op::kCreate) made[plan.ops[i].obj] = inode;
       if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok() && !journal_broken_) {
@@ -601,7 +673,24 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
       }
     }
   }
-  ReleaseKept(kept, true);
+  if (failed) {
+    // Taken back entirely: the undo area's copies go, then the journal
+    // forgets the transaction (a crash before that repeats the rollback,
+    // which finds nothing left to undo).
+    PurgeUndo(gen, plan.ops, undo);
+    if (Status s = journal_->TruncateTo(journal_mark); !s.ok()) {
+      journal_broken_ = true;
+      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+          s.message().c_str());
+    }
+    ReleaseKept(kept, false);
+    // Rolled back, but directory indexes moved: older bases are stale.
+    for (uint64_t id : plan.changed) {
+      if (!proto::IsProvisional(id)) changed_[id] = gen;
+    }
+    *err = *failed;
+    return false;
+  }
   const auto applied = std::chrono::steady_clock::now();
   auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
   if (ms(applied - started) >= 500) {
@@ -618,6 +707,9 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
         s.message().c_str());
   }
+  // Done: what the undo area kept for it goes (a removed tree, copies).
+  PurgeUndo(gen, plan.ops, undo);
+  ReleaseKept(kept, true);
   result->durable = false;
   if (t.flags & CRFS_TRANS_F_SYNC) {
     uint64_t durable = 0;

@@ -107,6 +107,7 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
   auto journal = Journal::Open(storage_root + "/journal", c.name, &contents);
   if (!journal.ok()) return Status(journal.status().code(), "tenant " + c.name + ": " + journal.status().message());
   store->journal_ = std::move(*journal);
+  CRFS_RETURN_IF_ERROR(store->OpenUndoArea());
   CRFS_RETURN_IF_ERROR(store->Recover(std::move(contents)));
   return store;
 }
@@ -116,6 +117,7 @@ TenantStore::~TenantStore() {
   for (auto& [ino, h] : held_) {
     if (h.fd >= 0) close(h.fd);
   }
+  if (undo_fd_ >= 0) close(undo_fd_);
   close(root_fd_);
 }
 
@@ -224,6 +226,10 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       index = static_cast<uint64_t>(d->d_off);
       std::string name = d->d_name;
       if (name == "." || name == "..") continue;
+      if (ino == CRFS_ROOT_OBJECTID && name == kUndoDir) {  // crfsd's, not the tenant's (tenant_undo.cc)
+        hidden.insert(std::move(name));
+        continue;
+      }
       if (d->d_type == DT_DIR) {
         // A nested subvolume or snapshot is another device: not the tenant's.
         struct stat st;

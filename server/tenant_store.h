@@ -168,7 +168,8 @@ class TenantStore : public TreeView {
   // (finishing a journaled transaction after a crash) treats an op whose
   // precondition no longer holds but whose result does as done. *inode is
   // what a kCreate made.
-  bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err);
+  bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err,
+             uint64_t gen, size_t index, const Undo& undo);
   // For a user other than the tenant's root: would the kernel let the
   // current fs credentials make every change of `plan`? Checked before
   // anything happens, so that a refusal changes nothing (the kernel still
@@ -183,6 +184,32 @@ class TenantStore : public TreeView {
   // as kept, for the journal's END record.
   const StoredAnswer* Remembered(const StoredAnswer* who_txn, int err, const std::string& text, uint64_t generation,
                                  std::vector<proto::TransMapEntry> map);
+  // Rollback (tenant_undo.cc). The undo area: kUndoDir in the subvolume
+  // root, hidden from the tenant. OpenUndoArea makes or checks it.
+  static constexpr char kUndoDir[] = ".crfs-undo";
+  class AsCrfsd;
+  Status OpenUndoArea();
+  static std::string UndoName(uint64_t gen, size_t index);
+  static std::string CloneName(uint64_t gen, uint64_t obj);
+  // Before the journal: how to take back each op of `plan`, and the times
+  // of the directories it changes.
+  bool PlanUndo(const Plan& plan, std::vector<Undo>* undo, std::vector<DirTimes>* dir_times, RequestError* err);
+  // Right before op runs: the reflink copy of its object, if it is the
+  // first data op of an existing file (Undo::kClone).
+  bool KeepForUndo(uint64_t gen, const Op& op, const Undo& u, bool tenant_root, RequestError* err);
+  // A kUnlink (Undo::kTrash): the entry moves to the undo area.
+  bool TrashEntry(uint64_t gen, size_t index, int dir_fd, const Op& op, bool tenant_root, RequestError* err);
+  // Takes back op `index` if it was done; idempotent.
+  bool UndoOp(uint64_t gen, size_t index, const Op& op, const Undo& u, const std::map<uint64_t, uint64_t>& made,
+              RequestError* err);
+  // Undoes ops `failed` down to 0, then restores the directories' times;
+  // false if any step failed (logged; the journal keeps the rollback).
+  bool Rollback(uint64_t gen, const std::vector<Op>& ops, const std::vector<Undo>& undo,
+                const std::vector<DirTimes>& dir_times, size_t failed, const std::map<uint64_t, uint64_t>& made);
+  // Drops what the undo area keeps for `gen` (after its END record), or
+  // everything in it (at start, when no transaction is pending).
+  void PurgeUndo(uint64_t gen, const std::vector<Op>& ops, const std::vector<Undo>& undo);
+  Status PurgeAllUndo();
   // Learns every directory and entry of the tenant (replay after a crash,
   // when nothing has been listed yet).
   bool Rediscover(RequestError* err);
@@ -230,6 +257,8 @@ class TenantStore : public TreeView {
   IdMap ids_;
   int root_fd_;
   dev_t dev_;
+  int undo_fd_ = -1;                   // the undo area (OpenUndoArea)
+  bool apply_as_tenant_root_ = false;  // the running transaction acts as the tenant's root
   std::unordered_map<uint64_t, Entry> table_;
   // Per directory, as its last listing found them: names taken by objects
   // the tenant is not shown (nested subvolumes and snapshots).

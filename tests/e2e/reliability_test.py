@@ -35,6 +35,7 @@ import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -165,8 +166,10 @@ class CheckConfig(unittest.TestCase):
         make_flat_tree(local, self.N)
         before = journal_state()
         trace = W().path('check.trace')
+        # (LeakSanitizer cannot run under ptrace: off for the traced run.)
         r = run('strace', '-f', '-qq', '-o', trace, '-e', 'trace=' + ','.join(TRACED), CRFSD, '--config',
-                W().path('crfsd.json'), '--check-config', check=False)
+                W().path('crfsd.json'), '--check-config', check=False,
+                env=dict(os.environ, ASAN_OPTIONS='detect_leaks=0'))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn(f'being served by crfsd pid {W().crfsd.pid}', r.stderr)
         self.assertIn('is valid', r.stderr)
@@ -468,6 +471,178 @@ class ExactlyOnce(unittest.TestCase):
         W().crfsd.wait(30)
         restart()
         shutil.rmtree(local)
+
+
+def tree_state(root, skip=()):
+    """Everything a listing shows of a tree, by relative path: inode, type and mode, owner, links, size,
+    content hash, xattrs and mtime (ctime aside: a rollback cannot give it back)."""
+    state = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if os.path.relpath(os.path.join(dirpath, d), root) not in skip)
+        for n in sorted(dirnames + filenames):
+            p = os.path.join(dirpath, n)
+            rel = os.path.relpath(p, root)
+            if rel in skip:
+                continue
+            st = os.lstat(p)
+            digest = None
+            if stat.S_ISREG(st.st_mode):
+                with open(p, 'rb') as f:
+                    digest = hashlib.sha256(f.read()).hexdigest()
+            xattrs = {} if stat.S_ISLNK(st.st_mode) else {x: os.getxattr(p, x) for x in os.listxattr(p)}
+            state[rel] = (st.st_ino, st.st_mode, st.st_uid, st.st_gid, st.st_nlink, st.st_size, digest, xattrs,
+                          st.st_mtime_ns)
+    return state
+
+
+def crfs_beta(*args):
+    crt, key = W().cert('beta', 'bob')
+    return run(CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert', crt, '--key', key,
+               *args, check=False)
+
+
+def undo_area(tenant='beta'):
+    return sorted(os.listdir(tenant_dir(tenant, '.crfs-undo')))
+
+
+class AllOrNothing(unittest.TestCase):
+    def setUp(self):
+        # A baseline tree the tenant owns, with data, xattrs, a hard link and a symlink.
+        self.top = tenant_dir('beta', 'base')
+        os.makedirs(os.path.join(self.top, 'sub', 'deep'))
+        with open(os.path.join(self.top, 'big'), 'wb') as f:
+            f.write(os.urandom(8 << 20))
+        with open(os.path.join(self.top, 'sub', 'small'), 'w') as f:
+            f.write('small\n')
+        os.link(os.path.join(self.top, 'sub', 'small'), os.path.join(self.top, 'sub', 'deep', 'again'))
+        os.symlink('sub/small', os.path.join(self.top, 'link'))
+        os.setxattr(os.path.join(self.top, 'big'), 'user.note', b'before')
+        for dirpath, dirnames, filenames in os.walk(self.top):
+            for n in [dirpath] + [os.path.join(dirpath, x) for x in filenames]:
+                os.lchown(n, 200000, 200000)
+        os.lchown(os.path.join(self.top, 'link'), 200000, 200000)
+
+    def tearDown(self):
+        shutil.rmtree(self.top, ignore_errors=True)
+
+    def test_enospc_midway_leaves_the_tree_bit_for_bit(self):
+        tenant = tenant_dir('beta')
+        hog = os.path.join(W().mnt, 'hog')  # the admin's, outside every tenant
+        big_local = W().path('big-local')
+        with open(big_local, 'wb') as f:
+            f.write(os.urandom(30 << 20))  # one transaction of data (32 MiB at most per transaction)
+        many = W().path('many-local')
+        os.makedirs(many)
+        for i in range(24):
+            with open(os.path.join(many, f'm{i}'), 'wb') as f:
+                f.write(os.urandom(1 << 20))
+        try:
+            run('sync')
+            free = os.statvfs(W().mnt).f_bavail * os.statvfs(W().mnt).f_frsize
+            # Room for the 30 MiB the journal takes first, not for the data too.
+            run('fallocate', '-l', str(free - (45 << 20)), hog)
+            run('sync')
+            before = tree_state(tenant, skip={'.crfs-undo'})
+            # An existing file overwritten with more data than fits: its old data comes back.
+            r = crfs_beta('put', big_local, '/base/big')
+            self.assertNotEqual(r.returncode, 0, 'the put did not run out of space: the test proved nothing')
+            self.assertIn('ENOSPC', r.stderr, W().logtext()[-3000:])
+            self.assertIn('nothing changed (rolled back)', r.stderr)
+            self.assertEqual(tree_state(tenant, skip={'.crfs-undo'}), before)
+            # New files that do not fit (in the journal or on disk): none of them stays.
+            r = crfs_beta('import', many, '/base/many')
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('ENOSPC', r.stderr)
+            self.assertIn('nothing changed', r.stderr)
+            self.assertEqual(os.listdir(os.path.join(self.top, 'many')), [], 'the batch left files')
+            os.rmdir(os.path.join(self.top, 'many'))  # its own first transaction (the empty directory) stays
+            self.assertEqual(tree_state(tenant, skip={'.crfs-undo', 'base'}), {k: v for k, v in before.items()
+                                                                              if not k.startswith('base')})
+            after = tree_state(tenant, skip={'.crfs-undo'})
+            self.assertEqual(set(after), set(before))
+            for k in before:
+                if k != 'base':  # its mtime: the admin's rmdir of many
+                    self.assertEqual(after[k], before[k], k)
+            self.assertEqual(undo_area(), [], 'the undo area was not emptied')
+            self.assertIn('rolling back', W().logtext())
+        finally:
+            if os.path.exists(hog):
+                os.remove(hog)
+            os.remove(big_local)
+            shutil.rmtree(many)
+        # With room again the same change goes through.
+        run('sync')
+        r = crfs_beta('put', W().path('crfsd.json'), '/base/big')
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def plant_during_import(self, kill=False):
+        """Imports 3000 files into /base/imp; once they start to appear, the admin creates the name the
+        import creates last, so that the import's last create fails midway. Returns (planted inode, import
+        result, whether the kill landed in the rollback)."""
+        local = W().path('plant-src')
+        make_flat_tree(local, 3000)
+        last = os.listdir(local)[-1]  # the import creates in the order it lists
+        target = os.path.join(self.top, 'imp')
+        try:
+            for attempt in range(5):
+                shutil.rmtree(target, ignore_errors=True)
+                proc = start_import(local, '/base/imp')
+                if not wait_for_entries(target, proc):
+                    proc.communicate()
+                    continue
+                try:
+                    fd = os.open(os.path.join(target, last), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                except FileExistsError:
+                    proc.communicate()
+                    continue  # the import got there first
+                os.write(fd, b'the admin\'s\n')
+                os.close(fd)
+                planted = os.stat(os.path.join(target, last)).st_ino
+                in_rollback = False
+                if kill:
+                    # Wait for the entries to go (the rollback), then kill inside it.
+                    peak, deadline = 0, time.time() + 30
+                    while time.time() < deadline:
+                        n = len(os.listdir(target))
+                        if 1 < n < peak:
+                            in_rollback = True
+                            break
+                        peak = max(peak, n)
+                        if proc.poll() is not None:
+                            break
+                    W().crfsd.send_signal(signal.SIGKILL)
+                    W().crfsd.wait()
+                    proc.communicate()
+                    restart()
+                    if not in_rollback:
+                        continue
+                out, err = proc.communicate()
+                return planted, proc.returncode, err, in_rollback
+            self.fail('the admin never got in before the import finished')
+        finally:
+            shutil.rmtree(local)
+
+    def test_a_concurrent_local_change_midway_rolls_back(self):
+        tenant = tenant_dir('beta')
+        before = tree_state(tenant, skip={'.crfs-undo', 'base'})
+        planted, rc, err, _ = self.plant_during_import()
+        self.assertNotEqual(rc, 0)
+        self.assertIn('EEXIST', err)
+        self.assertIn('rolled back', err)
+        target = os.path.join(self.top, 'imp')
+        self.assertEqual([(n, os.stat(os.path.join(target, n)).st_ino) for n in os.listdir(target)],
+                         [(n, planted) for n in os.listdir(target)], 'only the admin\'s file may be left')
+        self.assertEqual(len(os.listdir(target)), 1)
+        self.assertEqual(tree_state(tenant, skip={'.crfs-undo', 'base'}), before)
+        self.assertEqual(undo_area(), [])
+
+    def test_sigkill_during_a_rollback_finishes_it_at_the_next_start(self):
+        planted, _, _, in_rollback = self.plant_during_import(kill=True)
+        self.assertTrue(in_rollback)
+        target = os.path.join(self.top, 'imp')
+        self.assertEqual([os.stat(os.path.join(target, n)).st_ino for n in os.listdir(target)], [planted])
+        self.assertIn('rolling back transaction', W().logtext().split('listening on')[-2])
+        self.assertEqual(undo_area(), [])
 
 
 if __name__ == '__main__':

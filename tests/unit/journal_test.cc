@@ -97,14 +97,25 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   plan.new_indexes[CRFS_PROVISIONAL_FIRST + 1] = {256, "name\x01with bytes"};
   const std::vector<Op>& ops = plan.ops;
   StoredAnswer first = SampleAnswer(7);
-  ASSERT_TRUE((*j)->Begin(g1, 100000, 100000, true, plan, nullptr).ok());
+  std::vector<Undo> undo(plan.ops.size());
+  undo[1].flags = Undo::kClone | Undo::kAttrs | Undo::kXattr;
+  undo[1].mode = 0640;
+  undo[1].uid = 100001;
+  undo[1].gid = 100002;
+  undo[1].atime = {10, 11};
+  undo[1].mtime = {12, 13};
+  undo[1].had_xattr = true;
+  undo[1].xattr = std::string("old\0value", 9);
+  undo[2].flags = Undo::kTrash;
+  const std::vector<DirTimes> dir_times{{256, {1, 2}, {3, 4}}, {300, {5, 6}, {7, 8}}};
+  ASSERT_TRUE((*j)->Begin(g1, 100000, 100000, true, plan, nullptr, undo, dir_times).ok());
   ASSERT_TRUE((*j)->Done(g1, 0, 555).ok());
   ASSERT_TRUE((*j)->Done(g1, 1, 0).ok());
   ASSERT_TRUE((*j)->Done(g1, 2, 0).ok());
   ASSERT_TRUE((*j)->End(g1, &first).ok());
   StoredAnswer second = SampleAnswer(8);
   second.reply = {};
-  ASSERT_TRUE((*j)->Begin(g2, 101000, 101001, false, plan, &second).ok());
+  ASSERT_TRUE((*j)->Begin(g2, 101000, 101001, false, plan, &second, undo, dir_times).ok());
   ASSERT_TRUE((*j)->Done(g2, 0, 777).ok());
   j->reset();
 
@@ -128,6 +139,10 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   EXPECT_EQ(again.pending->new_indexes, plan.new_indexes);
   ASSERT_EQ(again.answers.size(), 1u);
   EXPECT_EQ(again.answers[0], first);
+  // How to take each op back.
+  EXPECT_EQ(again.pending->undo, undo);
+  EXPECT_EQ(again.pending->dir_times, dir_times);
+  EXPECT_FALSE(again.pending->aborted);
 
   // Every torn tail parses as a prefix: never more progress than was written.
   const auto bytes = Bytes();
@@ -150,6 +165,25 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
     if (p.pending && p.pending->generation == g2) {
       EXPECT_LE(p.pending->next_op, 1u);
     }
+  }
+  // An ABORT turns the pending transaction into one to roll back, with
+  // every object it made; nothing may follow it but END.
+  {
+    auto before = Bytes();
+    ASSERT_TRUE((*j2)->Abort(g2, 2, ENOSPC, {{CRFS_PROVISIONAL_FIRST, 777}, {CRFS_PROVISIONAL_FIRST + 5, 778}}).ok());
+    JournalContents aborted = ParseJournal(Bytes());
+    ASSERT_TRUE(aborted.pending);
+    EXPECT_TRUE(aborted.pending->aborted);
+    EXPECT_EQ(aborted.pending->failed_op, 2u);
+    EXPECT_EQ(aborted.pending->failed_errno, ENOSPC);
+    EXPECT_EQ(aborted.pending->made.at(CRFS_PROVISIONAL_FIRST + 5), 778u);
+    EXPECT_EQ(aborted.valid_bytes, Bytes().size());
+    ASSERT_TRUE((*j2)->Done(g2, 1, 0).ok());
+    ASSERT_TRUE((*j2)->End(g2, nullptr).ok());  // flushes the DONE before it
+    JournalContents after = ParseJournal(Bytes());
+    EXPECT_TRUE(after.pending) << "a DONE after ABORT is refused, and what follows it";
+    EXPECT_LT(after.valid_bytes, Bytes().size());
+    EXPECT_GT(after.valid_bytes, before.size());
   }
   // Restart leaves only the new epoch and the kept answers.
   AnswerCache cache;
