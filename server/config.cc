@@ -202,6 +202,17 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
   if (c.storage_root.front() != '/') return Fields::Err("storage_root", "must be an absolute path");
   CRFS_RETURN_IF_ERROR(f.Str("trust_domain", &c.trust_domain, true));
   if (!IsValidTrustDomain(c.trust_domain)) return Fields::Err("trust_domain", "must be a lower-case DNS name");
+  std::string durability = "power";
+  CRFS_RETURN_IF_ERROR(f.Str("durability", &durability, false));
+  if (durability == "crash") {
+    c.durability = Durability::kCrash;
+  } else if (durability == "power") {
+    c.durability = Durability::kPower;
+  } else if (durability == "sync") {
+    c.durability = Durability::kSync;
+  } else {
+    return Fields::Err("durability", "must be crash, power or sync");
+  }
   Status s;
   if (const json* tls = f.Object("tls", true, &s)) {
     Fields t(*tls, "tls");

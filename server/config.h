@@ -36,6 +36,15 @@ struct TenantConfig {
   }
 };
 
+// What a transaction survives (docs/crfsd.md "Durability"):
+//   kCrash  a crash of crfsd: all or nothing; a power cut may leave one
+//           partly applied and lose what was not reported durable.
+//   kPower  (default) also a power cut: its journal record is on stable
+//           storage (fdatasync) before its first operation; applied but not
+//           yet durable transactions may be lost whole, never in part.
+//   kSync   every answer is durable (syncfs before TRANS_REPLY).
+enum class Durability { kCrash, kPower, kSync };
+
 struct ServerConfig {
   std::string listen_host = "127.0.0.1";
   uint16_t listen_port = 7420;
@@ -58,6 +67,7 @@ struct ServerConfig {
   uint32_t stop_timeout_ms = 30000;
   uint32_t max_open_per_session = 1024;    // objects one session holds open (OPEN)
   uint32_t max_unnamed_per_tenant = 4096;  // open objects without names a tenant's store keeps fds of
+  Durability durability = Durability::kPower;
   std::vector<TenantConfig> tenants;
 
   const TenantConfig* FindTenant(std::string_view name) const;

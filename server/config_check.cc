@@ -168,11 +168,12 @@ std::vector<Finding> CheckStorage(const ServerConfig& c) {
     auto journal = InspectJournal(c.storage_root + "/journal", t.name);
     if (!journal.ok()) {
       Add(&out, Finding::kError, "tenant " + t.name + ": journal: " + journal.status().message());
-    } else if (journal->pending && !serving) {
+    } else if (!journal->pending.empty() && !serving) {
       Add(&out, Finding::kNote,
-          "tenant " + t.name + ": the journal holds an interrupted transaction (ops " +
-              std::to_string(journal->pending->next_op) + ".." + std::to_string(journal->pending->ops.size()) +
-              "); crfsd finishes it when it starts");
+          "tenant " + t.name + ": the journal holds " + std::to_string(journal->pending.size()) +
+              " interrupted transaction(s) (first: generation " + std::to_string(journal->pending[0].generation) +
+              ", " + std::to_string(journal->pending[0].ops.size()) + " ops); crfsd finishes or rolls back " +
+              "each when it starts");
     }
   }
   return out;

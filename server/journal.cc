@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -196,8 +197,11 @@ Status DecodeOp(proto::Reader* r, Op* op) {
   return Status::Ok();
 }
 
-JournalContents ParseJournal(proto::Bytes bytes) {
+JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended) {
   JournalContents c;
+  c.ended = ended;
+  std::vector<JournalPending> txns;  // every BEGIN since EPOCH
+  std::vector<bool> has_end;
   proto::Reader r(bytes);
   bool first = true;
   while (!r.empty()) {
@@ -237,39 +241,42 @@ JournalContents ParseJournal(proto::Bytes bytes) {
           t.ops.push_back(std::move(op));
         }
         ok = ok && DecodeReplyInfo(&p, &t) && DecodeUndo(&p, &t);
-        ok = ok && p.empty();
-        if (ok) c.pending = std::move(t);
+        ok = ok && p.empty() && (txns.empty() || gen > txns.back().generation);
+        if (ok) {
+          txns.push_back(std::move(t));
+          has_end.push_back(false);
+        }
         break;
       }
       case kDone: {
         uint32_t index = 0;
         uint64_t inode = 0;
-        ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && p.empty() && c.pending &&
-             !c.pending->aborted && c.pending->generation == gen && index == c.pending->next_op &&
-             index < c.pending->ops.size();
+        JournalPending* t = txns.empty() || has_end.back() ? nullptr : &txns.back();
+        ok = p.Le32(&index, "index").ok() && p.Le64(&inode, "inode").ok() && p.empty() && t && !t->aborted &&
+             t->generation == gen && index == t->next_op && index < t->ops.size();
         if (ok) {
-          const Op& op = c.pending->ops[index];
-          if (op.kind == Op::kCreate) c.pending->made[op.obj] = inode;
-          c.pending->next_op = index + 1;
+          const Op& op = t->ops[index];
+          if (op.kind == Op::kCreate) t->made[op.obj] = inode;
+          t->next_op = index + 1;
         }
         break;
       }
       case kEnd: {
         uint8_t has = 0;
         StoredAnswer a;
-        ok = c.pending && c.pending->generation == gen && p.U8(&has, "has_answer").ok() && has <= 1 &&
-             (has == 0 || DecodeAnswer(&p, &a).ok()) && p.empty();
+        ok = !txns.empty() && !has_end.back() && txns.back().generation == gen && p.U8(&has, "has_answer").ok() &&
+             has <= 1 && (has == 0 || DecodeAnswer(&p, &a).ok()) && p.empty();
         if (ok) {
-          c.pending.reset();
+          has_end.back() = true;
           if (has) c.answers.push_back(std::move(a));
         }
         break;
       }
       case kAbort: {
         uint32_t failed = 0, e = 0, n = 0;
-        ok = c.pending && c.pending->generation == gen && !c.pending->aborted && p.Le32(&failed, "failed").ok() &&
-             failed < c.pending->ops.size() && p.Le32(&e, "errno").ok() && e > 0 && e < 4096 &&
-             p.Le32(&n, "made").ok() && n <= p.remaining() / 16;
+        JournalPending* t = txns.empty() || has_end.back() ? nullptr : &txns.back();
+        ok = t && t->generation == gen && !t->aborted && p.Le32(&failed, "failed").ok() && failed < t->ops.size() &&
+             p.Le32(&e, "errno").ok() && e > 0 && e < 4096 && p.Le32(&n, "made").ok() && n <= p.remaining() / 16;
         std::map<uint64_t, uint64_t> made;
         for (uint32_t i = 0; ok && i < n; i++) {
           uint64_t prov = 0, ino = 0;
@@ -278,10 +285,10 @@ JournalContents ParseJournal(proto::Bytes bytes) {
         }
         ok = ok && p.empty();
         if (ok) {
-          c.pending->aborted = true;
-          c.pending->failed_op = failed;
-          c.pending->failed_errno = static_cast<int32_t>(e);
-          for (const auto& [prov, ino] : made) c.pending->made[prov] = ino;
+          t->aborted = true;
+          t->failed_op = failed;
+          t->failed_errno = static_cast<int32_t>(e);
+          for (const auto& [prov, ino] : made) t->made[prov] = ino;
         }
         break;
       }
@@ -294,7 +301,7 @@ JournalContents ParseJournal(proto::Bytes bytes) {
           ok = DecodeAnswer(&p, &a).ok();
           kept.push_back(std::move(a));
         }
-        ok = ok && p.empty() && !c.pending;
+        ok = ok && p.empty() && txns.empty();
         if (ok) {
           for (auto& a : kept) c.answers.push_back(std::move(a));
         }
@@ -306,6 +313,11 @@ JournalContents ParseJournal(proto::Bytes bytes) {
     if (type != kEpoch && type != kAnswers) c.last_generation = std::max(c.last_generation, gen);
     first = false;
     c.valid_bytes = r.position();
+  }
+  // Pending: what the ended watermark does not cover, in order; without
+  // one, what has no END record.
+  for (size_t i = 0; i < txns.size(); i++) {
+    if (ended ? txns[i].generation > *ended : !has_end[i]) c.pending.push_back(std::move(txns[i]));
   }
   return c;
 }
@@ -332,8 +344,20 @@ Status ReadWhole(int fd, const std::string& path, std::vector<uint8_t>* buf) {
 
 }  // namespace
 
+static std::optional<uint64_t> ReadEnded(int fd) {
+  uint8_t b[8];
+  if (fd < 0 || fgetxattr(fd, Journal::kEndedXattr, b, sizeof(b)) != sizeof(b)) return std::nullopt;
+  proto::Reader r(proto::Bytes(b, sizeof(b)));
+  uint64_t v = 0;
+  if (!r.Le64(&v, "ended").ok()) return std::nullopt;
+  return v;
+}
+
 Result<JournalContents> InspectJournal(const std::string& dir, const std::string& tenant) {
   const std::string path = dir + "/" + tenant;
+  int marker = open((path + ".ended").c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  const std::optional<uint64_t> ended = ReadEnded(marker);
+  if (marker >= 0) close(marker);
   int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return JournalContents{};
@@ -343,7 +367,7 @@ Result<JournalContents> InspectJournal(const std::string& dir, const std::string
   Status s = ReadWhole(fd, path, &buf);
   close(fd);
   if (!s.ok()) return s;
-  return ParseJournal(buf);
+  return ParseJournal(buf, ended);
 }
 
 Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std::string& tenant,
@@ -353,9 +377,11 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std
   int fd = open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return Io("open " + path);
   std::unique_ptr<Journal> j(new Journal(dir, path, fd));
+  j->marker_fd_ = open((path + ".ended").c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (j->marker_fd_ < 0) return Io("open " + path + ".ended");
   std::vector<uint8_t> buf;
   CRFS_RETURN_IF_ERROR(ReadWhole(fd, path, &buf));
-  *contents = ParseJournal(buf);
+  *contents = ParseJournal(buf, ReadEnded(j->marker_fd_));
   j->epoch_ = contents->epoch;
   j->bytes_ = buf.size();
   return j;
@@ -364,6 +390,17 @@ Result<std::unique_ptr<Journal>> Journal::Open(const std::string& dir, const std
 Journal::~Journal() {
   (void)Flush();
   close(fd_);
+  if (marker_fd_ >= 0) close(marker_fd_);
+}
+
+Status Journal::SetEnded(uint64_t generation) {
+  proto::Writer w(8);
+  w.Le64(generation);
+  if (fsetxattr(marker_fd_, kEndedXattr, w.bytes().data(), w.bytes().size(), 0) != 0) {
+    last_errno_ = errno;
+    return Io("journal end marker");
+  }
+  return Status::Ok();
 }
 
 Status Journal::Restart(uint64_t epoch, const AnswerCache& answers) {
@@ -416,6 +453,15 @@ Status Journal::Append(uint8_t type, const std::vector<uint8_t>& payload) {
   return Status::Ok();
 }
 
+Status Journal::SyncData() {
+  CRFS_RETURN_IF_ERROR(Flush());
+  if (fdatasync(fd_) != 0) {
+    last_errno_ = errno;
+    return Io("journal fdatasync");
+  }
+  return Status::Ok();
+}
+
 Status Journal::TruncateTo(uint64_t mark) {
   CRFS_RETURN_IF_ERROR(Flush());
   if (mark > bytes_) return Status(Code::kInvalidArgument, "journal mark past its end");
@@ -465,14 +511,14 @@ Status Journal::Abort(uint64_t generation, uint32_t failed, int err, const std::
   return Append(kAbort, std::move(w).Take());
 }
 
-Status Journal::Done(uint64_t generation, uint32_t index, uint64_t inode) {
+Status Journal::Done(uint64_t generation, uint32_t index, uint64_t inode, bool now) {
   proto::Writer w(20);
   w.Le64(generation);
   w.Le32(index);
   w.Le64(inode);
   auto rec = Record(kDone, std::move(w).Take());
   done_.insert(done_.end(), rec.begin(), rec.end());
-  return done_.size() >= kDoneBatch ? Flush() : Status::Ok();
+  return now || done_.size() >= kDoneBatch ? Flush() : Status::Ok();
 }
 
 Status Journal::Flush() {

@@ -112,14 +112,19 @@ struct JournalPending {
 struct JournalContents {
   uint64_t epoch = 0;
   uint64_t last_generation = 0;
-  std::optional<JournalPending> pending;
+  // Transactions to finish (or roll back), oldest first: after a crash of
+  // crfsd at most one; after a power cut possibly several (see Journal).
+  std::vector<JournalPending> pending;
+  std::optional<uint64_t> ended;      // the end marker, if there is one
   std::vector<StoredAnswer> answers;  // oldest first
   size_t valid_bytes = 0;             // the prefix that parsed
 };
 
 // Parses journal bytes (untrusted in the sense that they may be torn or
 // corrupt; never trusted past the first bad record).
-JournalContents ParseJournal(proto::Bytes bytes);
+// `ended`: the end marker's value (Journal): every transaction above it is
+// pending; without a marker, every one without an END record.
+JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended = std::nullopt);
 
 // Reads the journal of `tenant` under `dir` without changing anything
 // (O_RDONLY; a missing file is an empty journal): for --check-config,
@@ -156,9 +161,20 @@ class Journal {
   // Before a rollback of `generation` from op `failed` down (`made`: every
   // object created so far).
   [[nodiscard]] Status Abort(uint64_t generation, uint32_t failed, int err, const std::map<uint64_t, uint64_t>& made);
-  [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode);
+  // `now`: written at once, not batched (a kCreate's: replay must know
+  // which inode the transaction made, to tell it from one made by others).
+  [[nodiscard]] Status Done(uint64_t generation, uint32_t index, uint64_t inode, bool now = false);
   [[nodiscard]] Status End(uint64_t generation, const StoredAnswer* answer);
 
+  // fdatasync: every record written so far is on stable storage.
+  [[nodiscard]] Status SyncData();
+  // The end marker: every transaction up to `generation` is complete (or
+  // rolled back). An xattr on a file of its own, <journal>.ended, which is
+  // never fsync'ed: on btrfs it is then committed in the same file-system
+  // transaction stream as the tenant's operations before it, never ahead
+  // of them (SECURITY.md §4, "Durability").
+  [[nodiscard]] Status SetEnded(uint64_t generation);
+  static constexpr char kEndedXattr[] = "user.crfs.ended";
   // Cuts the journal back to `mark` (an earlier bytes()): for a
   // transaction rolled back completely, which leaves nothing to replay.
   [[nodiscard]] Status TruncateTo(uint64_t mark);
@@ -187,6 +203,7 @@ class Journal {
   uint64_t bytes_ = 0;
   int last_errno_ = 0;
   bool torn_ = false;
+  int marker_fd_ = -1;
 };
 
 }  // namespace crfs::server

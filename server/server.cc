@@ -62,6 +62,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
     auto store = TenantStore::Open(s->config_.storage_root, t);
     if (!store.ok()) return store.status();
     (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
+    (*store)->SetDurability(s->config_.durability);
     auto worker = StoreWorker::Start();
     if (!worker.ok()) return worker.status();
     s->workers_.emplace(store->get(), std::move(*worker));

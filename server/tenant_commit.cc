@@ -146,56 +146,65 @@ bool TenantStore::Rediscover(RequestError* err) {
 
 Status TenantStore::Recover(JournalContents contents) {
   epoch_ = contents.epoch;
-  bool rolled_back = false;
-  if (contents.pending) {
-    JournalPending& p = *contents.pending;
+  for (StoredAnswer& a : contents.answers) answers_.Remember(std::move(a));
+  if (!contents.pending.empty()) {
     RequestError err;
     if (!Rediscover(&err)) return Status(Code::kIo, "tenant " + name_ + ": rediscover: " + err.text);
+  }
+  // Oldest first. After a crash of crfsd there is one; after a power cut
+  // the first may be partly on disk and the others not at all (SECURITY.md
+  // §4). Each is replayed from its first op: an op whose result is already
+  // there counts as done.
+  for (JournalPending& p : contents.pending) {
+    RequestError err;
     if (p.undo.size() != p.ops.size()) p.undo.assign(p.ops.size(), Undo{});
     apply_as_tenant_root_ = p.tenant_root;
-    // As the user it was committed for: the kernel checks the rest as it did the start.
-    FsCredentials creds(p.uid, p.gid, p.tenant_root);
-    if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the transaction's credentials");
-    size_t failed = p.failed_op;
-    if (!p.aborted) {
-      Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (ops %zu..%zu)", name_.c_str(),
-          static_cast<unsigned long long>(p.generation), p.next_op, p.ops.size());
-      for (size_t i = p.next_op; i < p.ops.size(); i++) {
-        uint64_t inode = 0;
-        if (!Apply(p.ops[i], p.made, true, &inode, &err, p.generation, i, p.undo[i])) {
-          Log(LogLevel::kWarning, "tenant %s: journal replay: op %zu (%s) failed: %s; rolling back", name_.c_str(), i,
-              KindName(p.ops[i].kind), err.text.c_str());
-          CRFS_RETURN_IF_ERROR(
-              journal_->Abort(p.generation, static_cast<uint32_t>(i), err.err ? err.err : EIO, p.made));
-          p.aborted = true;
-          failed = i;
-          break;
+    replay_next_op_ = p.next_op;
+    bool rolled_back = false;
+    {
+      // As the user it was committed for: the kernel checks the rest as it did the start.
+      FsCredentials creds(p.uid, p.gid, p.tenant_root);
+      if (!creds.ok()) return Status(Code::kIo, "tenant " + name_ + ": cannot take the transaction's credentials");
+      size_t failed = p.failed_op;
+      if (!p.aborted) {
+        Log(LogLevel::kInfo, "tenant %s: finishing transaction %llu from the journal (%zu ops, %zu recorded done)",
+            name_.c_str(), static_cast<unsigned long long>(p.generation), p.ops.size(), p.next_op);
+        for (size_t i = 0; i < p.ops.size(); i++) {
+          uint64_t inode = 0;
+          if (!Apply(p.ops[i], p.made, true, &inode, &err, p.generation, i, p.undo[i])) {
+            Log(LogLevel::kWarning, "tenant %s: journal replay: op %zu (%s) failed: %s; rolling back", name_.c_str(), i,
+                KindName(p.ops[i].kind), err.text.c_str());
+            CRFS_RETURN_IF_ERROR(
+                journal_->Abort(p.generation, static_cast<uint32_t>(i), err.err ? err.err : EIO, p.made));
+            if (durability_ != Durability::kCrash) CRFS_RETURN_IF_ERROR(journal_->SyncData());
+            p.aborted = true;
+            failed = i;
+            break;
+          }
+          if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
         }
-        if (p.ops[i].kind == Op::kCreate) p.made[p.ops[i].obj] = inode;
+      } else {
+        Log(LogLevel::kInfo, "tenant %s: rolling back transaction %llu from the journal (ops %u..0)", name_.c_str(),
+            static_cast<unsigned long long>(p.generation), p.failed_op);
       }
-    } else {
-      Log(LogLevel::kInfo, "tenant %s: rolling back transaction %llu from the journal (ops %u..0)", name_.c_str(),
-          static_cast<unsigned long long>(p.generation), p.failed_op);
-    }
-    if (p.aborted) {
-      if (!Rollback(p.generation, p.ops, p.undo, p.dir_times, failed, p.made)) {
-        return Status(Code::kIo, "tenant " + name_ + ": transaction " + std::to_string(p.generation) +
-                                     " could not be rolled back (see above); free space or fix the tree, then "
-                                     "restart crfsd: the journal keeps the rollback");
+      if (p.aborted) {
+        if (!Rollback(p.generation, p.ops, p.undo, p.dir_times, failed, p.made)) {
+          return Status(Code::kIo, "tenant " + name_ + ": transaction " + std::to_string(p.generation) +
+                                       " could not be rolled back (see above); free space or fix the tree, then "
+                                       "restart crfsd: the journal keeps the rollback");
+        }
+        rolled_back = true;
       }
-      rolled_back = true;
     }
-  }
-  for (StoredAnswer& a : contents.answers) answers_.Remember(std::move(a));
-  if (contents.pending && contents.pending->answer && !rolled_back) {
-    // The answer its client did not get: as Commit would have sent it.
-    JournalPending& p = *contents.pending;
-    (void)Remembered(&*p.answer, 0, "", p.generation, ReplyMap(p.created, p.new_indexes, p.made));
+    if (p.answer && !rolled_back) {
+      // The answer its client may not have got: as Commit would have sent it.
+      (void)Remembered(&*p.answer, 0, "", p.generation, ReplyMap(p.created, p.new_indexes, p.made));
+    }
   }
   // Whatever the undo area still keeps belongs to transactions that are
   // finished or taken back by now.
   CRFS_RETURN_IF_ERROR(PurgeAllUndo());
-  if (contents.pending || contents.valid_bytes > 0) {
+  if (!contents.pending.empty() || contents.valid_bytes > 0) {
     if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
   }
   CRFS_RETURN_IF_ERROR(journal_->Restart(epoch_ + 1, answers_));
@@ -241,6 +250,15 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "stat " + op.name);
       if ((st.st_mode & S_IFMT) != (op.mode & S_IFMT) || st.st_dev != dev_) {
         return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
+      }
+      if (r < 0) {
+        // Replay, and the name is taken: the transaction's own object only
+        // if its DONE record says so, or (no record) if this is the op the
+        // crash interrupted; anything else was made by someone else.
+        auto own = made.find(op.obj);
+        if (own != made.end() ? own->second != st.st_ino : index != replay_next_op_) {
+          return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
+        }
       }
       *inode = st.st_ino;
       table_[st.st_ino] = Entry{dir, 0, op.name, proto::FileTypeOfMode(op.mode)};
@@ -634,6 +652,21 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
       return Fail(err, journal_->last_errno() ? journal_->last_errno() : EIO,
                   "the intent journal could not take the transaction: " + s.message() + "; nothing changed");
     }
+    // Power-cut atomicity: the record is on stable storage before the first
+    // op can be (btrfs may commit any op to disk the moment it is made).
+    if (durability_ != Durability::kCrash) {
+      if (Status s = journal_->SyncData(); !s.ok()) {
+        ReleaseKept(kept, false);
+        // Not applied, so not to be finished at the next start either: the
+        // record goes; and a disk that fails fdatasync gets no more
+        // transactions until an operator restarts crfsd.
+        (void)journal_->TruncateTo(journal_mark);
+        journal_broken_ = true;
+        Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+            s.message().c_str());
+        return Fail(err, EIO, "journal: " + s.message() + "; nothing changed");
+      }
+    }
     sequence_++;  // from here on the generation is spent, whatever happens
     for (size_t i = 0; i < plan.ops.size(); i++) {
       uint64_t inode = 0;
@@ -644,7 +677,11 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
         Log(LogLevel::kWarning, "tenant %s: transaction %llu failed at op %zu of %zu (%s %s): %s; rolling back",
             name_.c_str(), static_cast<unsigned long long>(gen), i, plan.ops.size(), KindName(plan.ops[i].kind),
             plan.ops[i].name.c_str(), e.text.c_str());
-        if (Status s = journal_->Abort(gen, static_cast<uint32_t>(i), e.err ? e.err : EIO, made); !s.ok()) {
+        Status aborted = journal_->Abort(gen, static_cast<uint32_t>(i), e.err ? e.err : EIO, made);
+        // Power-cut safe: a cut during the rollback goes on with it, never
+        // finishes the transaction its client is told was refused.
+        if (aborted.ok() && durability_ != Durability::kCrash) aborted = journal_->SyncData();
+        if (Status s = aborted; !s.ok()) {
           // (A full disk may refuse even this record: the journal is cut
           // back to BEGIN and its DONEs, and a crash during the rollback
           // then replays forward up to the same failure and rolls back.)
@@ -666,7 +703,8 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
         break;
       }
       if (plan.ops[i].kind == Op::kCreate) made[plan.ops[i].obj] = inode;
-      if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode); !s.ok() && !journal_broken_) {
+      if (Status s = journal_->Done(gen, static_cast<uint32_t>(i), inode, plan.ops[i].kind == Op::kCreate);
+          !s.ok() && !journal_broken_) {
         journal_broken_ = true;  // its records can no longer be trusted to say what is done
         Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
             s.message().c_str());
@@ -678,6 +716,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     // forgets the transaction (a crash before that repeats the rollback,
     // which finds nothing left to undo).
     PurgeUndo(gen, plan.ops, undo);
+    if (Status s = journal_->SetEnded(gen); !s.ok()) journal_broken_ = true;
     if (Status s = journal_->TruncateTo(journal_mark); !s.ok()) {
       journal_broken_ = true;
       Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
@@ -702,16 +741,40 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
 
   result->generation = gen;
   result->map = ReplyMap(plan.created, plan.new_indexes, made);
+  // File data is not ordered with the end marker the way metadata is: a
+  // transaction that wrote data is synced before it counts as ended.
+  bool synced = false;
+  if (durability_ != Durability::kCrash && std::any_of(plan.ops.begin(), plan.ops.end(), [](const Op& op) {
+        return op.kind == Op::kWrite || op.kind == Op::kPunch || op.kind == Op::kTruncate;
+      })) {
+    if (syncfs(root_fd_) != 0) {
+      journal_broken_ = true;  // applied; the next start replays it (its end is not marked)
+      Log(LogLevel::kError, "tenant %s: syncfs: %s; refusing transactions until restart", name_.c_str(),
+          strerror(errno));
+    } else {
+      synced = true;
+    }
+  }
   if (Status s = journal_->End(gen, Remembered(who_txn, 0, "", gen, result->map)); !s.ok() && !journal_broken_) {
     journal_broken_ = true;
     Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
         s.message().c_str());
   }
+  if (!journal_broken_) {
+    if (Status s = journal_->SetEnded(gen); !s.ok()) {
+      journal_broken_ = true;
+      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
+          s.message().c_str());
+    }
+  }
   // Done: what the undo area kept for it goes (a removed tree, copies).
   PurgeUndo(gen, plan.ops, undo);
   ReleaseKept(kept, true);
-  result->durable = false;
-  if (t.flags & CRFS_TRANS_F_SYNC) {
+  // Power-cut safe: its journal record was on stable storage before its
+  // first op, so the next start redoes whatever a cut lost of it.
+  result->durable = durability_ != Durability::kCrash && !journal_broken_;
+  if (result->durable && synced) durable_ = std::max(durable_, gen);
+  if ((t.flags & CRFS_TRANS_F_SYNC) || durability_ == Durability::kSync) {
     uint64_t durable = 0;
     RequestError sync_err;
     result->durable = Sync(&durable, &sync_err);  // applied either way; durable only if the sync worked

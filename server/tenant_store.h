@@ -140,6 +140,7 @@ class TenantStore : public TreeView {
     max_held_per_session_ = held_per_session;
     max_kept_ = kept;
   }
+  void SetDurability(Durability d) { durability_ = d; }
   // The session ended: it holds nothing any more.
   void CloseAllHeld(uint64_t session);
 
@@ -257,8 +258,10 @@ class TenantStore : public TreeView {
   IdMap ids_;
   int root_fd_;
   dev_t dev_;
-  int undo_fd_ = -1;                   // the undo area (OpenUndoArea)
+  int undo_fd_ = -1;  // the undo area (OpenUndoArea)
+  Durability durability_ = Durability::kPower;
   bool apply_as_tenant_root_ = false;  // the running transaction acts as the tenant's root
+  size_t replay_next_op_ = 0;          // replay: the first op without a DONE record
   std::unordered_map<uint64_t, Entry> table_;
   // Per directory, as its last listing found them: names taken by objects
   // the tenant is not shown (nested subvolumes and snapshots).

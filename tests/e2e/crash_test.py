@@ -12,6 +12,11 @@ must show every transaction entirely present or entirely absent:
   - every import the client saw acknowledged is complete unless a later
     acknowledged rm -r removed it; every acknowledged rm -r left nothing;
   - every file's link count equals the names it has.
+Every fifth round is a rollback round instead: a 3,000-file import is made to
+fail midway (the admin creates, once the files start to appear, the name it
+creates last), so that it rolls back, and crfsd is killed at a random moment
+of that; after the restart only the admin's file may be left (or, if the
+import got there first, the whole import).
 At the end `btrfs check` on the unmounted image must pass. Needs root.
 
 usage: crash_test.py BUILD_DIR SOURCE_DIR [ROUNDS]
@@ -80,7 +85,52 @@ def main():
                         acked[f'c{i - 1}'] = 'absent'
                         acknowledged[0] += 1
 
+        flat = W.path('crash-flat')
+        os.makedirs(flat)
+        for i in range(3000):
+            with open(os.path.join(flat, f'f{i:04d}'), 'w') as fh:
+                fh.write(f'{i}\n')
+        last = os.listdir(flat)[-1]  # the import creates in the order it lists
+        rollback_rounds = rollbacks = 0
+        crt, key = W.cert('beta', 'bob')
         for rnd in range(ROUNDS):
+            if rnd % 5 == 4:
+                name = f'r{rnd}'
+                target = os.path.join(tenant, name)
+                proc = subprocess.Popen([base.CRFS, '--server', f'127.0.0.1:{W.port}', '--ca', W.path('pki/ca.crt'),
+                                         '--cert', crt, '--key', key, 'import', flat, '/' + name],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                deadline = time.time() + 30
+                while time.time() < deadline and proc.poll() is None and not (
+                        os.path.isdir(target) and os.listdir(target)):
+                    time.sleep(0.001)
+                planted = None
+                try:
+                    fd = os.open(os.path.join(target, last), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                    os.close(fd)
+                    planted = os.stat(os.path.join(target, last)).st_ino
+                except (FileExistsError, FileNotFoundError):
+                    pass
+                time.sleep(random.uniform(0, 0.15))
+                W.crfsd.send_signal(signal.SIGKILL)  # by PID
+                W.crfsd.wait()
+                proc.wait()
+                W.log.close()
+                W.start()
+                log = W.logtext()
+                rollbacks = log.count('rolling back')
+                got = sorted(os.listdir(target)) if os.path.isdir(target) else []
+                if planted is not None:
+                    rollback_rounds += 1
+                    if [(n, os.stat(os.path.join(target, n)).st_ino) for n in got] != [(last, planted)]:
+                        failures.append(f'round {rnd}: after a rollback {len(got)} entries are left, not just the '
+                                        f'admin\'s')
+                elif len(got) not in (0, 3000):
+                    failures.append(f'round {rnd}: a half-applied import: {len(got)} of 3000')
+                shutil.rmtree(target, ignore_errors=True)
+                if failures:
+                    break
+                continue
             stop = threading.Event()
             t = threading.Thread(target=workload, args=(stop,))
             t.start()
@@ -123,7 +173,8 @@ def main():
                     shutil.rmtree(os.path.join(tenant, name))
                     acked.pop(name, None)
         print(f'{ROUNDS} SIGKILLs, {counter[0]} imports started, {acknowledged[0]} acknowledged operations, '
-              f'{replays} restarts finished a journaled transaction')
+              f'{replays} restarts finished a journaled transaction; {rollback_rounds} rounds with an import made to '
+              f'fail midway, {rollbacks} rollbacks logged')
         # btrfs check on the unmounted image.
         W.crfsd.send_signal(signal.SIGTERM)
         W.crfsd.wait(10)
@@ -135,6 +186,8 @@ def main():
         subprocess.run(['mount', '-o', 'noatime,nodev,nosuid', W.loop, W.mnt], check=True)
         if replays == 0:
             failures.append('no kill landed inside a transaction: the test proved nothing about replay')
+        if ROUNDS >= 10 and rollbacks == 0:
+            failures.append('no rollback happened: the test proved nothing about rollbacks')
     finally:
         W.teardown()
     for f in failures:

@@ -14,15 +14,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const proto::Bytes in(data, size);
   const server::JournalContents c = server::ParseJournal(in);
   if (c.valid_bytes > size) abort();
-  if (c.pending && c.pending->next_op > c.pending->ops.size()) abort();
+  for (const auto& p : c.pending) {
+    if (p.next_op > p.ops.size() || p.undo.size() != p.ops.size()) abort();
+  }
   const server::JournalContents again = server::ParseJournal(in.first(c.valid_bytes));
   if (again.valid_bytes != c.valid_bytes || again.epoch != c.epoch || again.last_generation != c.last_generation ||
-      again.pending.has_value() != c.pending.has_value() || again.answers != c.answers) {
+      again.pending.size() != c.pending.size() || again.answers != c.answers) {
     abort();
   }
-  if (c.pending && (again.pending->ops != c.pending->ops || again.pending->next_op != c.pending->next_op ||
-                    again.pending->answer != c.pending->answer || again.pending->created != c.pending->created)) {
-    abort();
+  for (size_t i = 0; i < c.pending.size(); i++) {
+    const auto &a = again.pending[i], &b = c.pending[i];
+    if (a.ops != b.ops || a.next_op != b.next_op || a.answer != b.answer || a.created != b.created ||
+        a.undo != b.undo || a.aborted != b.aborted) {
+      abort();
+    }
   }
+  // An end marker never makes more pending than its absence would leave
+  // unended, plus the ended ones it does not cover.
+  const server::JournalContents marked = server::ParseJournal(in, c.last_generation);
+  if (!marked.pending.empty()) abort();
   return 0;
 }

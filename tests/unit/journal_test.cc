@@ -87,7 +87,7 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   JournalContents c;
   auto j = Journal::Open(dir_ + "/j", "acme", &c);
   ASSERT_TRUE(j.ok()) << j.status().ToString();
-  EXPECT_FALSE(c.pending);
+  EXPECT_TRUE(c.pending.empty());
   ASSERT_TRUE((*j)->Restart(1, AnswerCache{}).ok());
   const uint64_t g1 = (1ull << 32) + 1, g2 = g1 + 1;
   Plan plan;
@@ -124,33 +124,33 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   ASSERT_TRUE(j2.ok());
   EXPECT_EQ(again.epoch, 1u);
   EXPECT_EQ(again.last_generation, g2);
-  ASSERT_TRUE(again.pending);
-  EXPECT_EQ(again.pending->generation, g2);
-  EXPECT_EQ(again.pending->next_op, 1u);
-  EXPECT_EQ(again.pending->made.at(CRFS_PROVISIONAL_FIRST), 777u);
-  EXPECT_EQ(again.pending->ops, ops);
-  EXPECT_EQ(again.pending->uid, 101000u);
-  EXPECT_EQ(again.pending->gid, 101001u);
-  EXPECT_FALSE(again.pending->tenant_root);
+  ASSERT_EQ(again.pending.size(), 1u);
+  EXPECT_EQ(again.pending.back().generation, g2);
+  EXPECT_EQ(again.pending.back().next_op, 1u);
+  EXPECT_EQ(again.pending.back().made.at(CRFS_PROVISIONAL_FIRST), 777u);
+  EXPECT_EQ(again.pending.back().ops, ops);
+  EXPECT_EQ(again.pending.back().uid, 101000u);
+  EXPECT_EQ(again.pending.back().gid, 101001u);
+  EXPECT_FALSE(again.pending.back().tenant_root);
   // Whose it is and what its reply maps, to answer it after the restart.
-  ASSERT_TRUE(again.pending->answer);
-  EXPECT_EQ(*again.pending->answer, second);
-  EXPECT_EQ(again.pending->created, plan.created);
-  EXPECT_EQ(again.pending->new_indexes, plan.new_indexes);
+  ASSERT_TRUE(again.pending.back().answer);
+  EXPECT_EQ(*again.pending.back().answer, second);
+  EXPECT_EQ(again.pending.back().created, plan.created);
+  EXPECT_EQ(again.pending.back().new_indexes, plan.new_indexes);
   ASSERT_EQ(again.answers.size(), 1u);
   EXPECT_EQ(again.answers[0], first);
   // How to take each op back.
-  EXPECT_EQ(again.pending->undo, undo);
-  EXPECT_EQ(again.pending->dir_times, dir_times);
-  EXPECT_FALSE(again.pending->aborted);
+  EXPECT_EQ(again.pending.back().undo, undo);
+  EXPECT_EQ(again.pending.back().dir_times, dir_times);
+  EXPECT_FALSE(again.pending.back().aborted);
 
   // Every torn tail parses as a prefix: never more progress than was written.
   const auto bytes = Bytes();
   for (size_t n = 0; n <= bytes.size(); n++) {
     JournalContents p = ParseJournal(proto::Bytes(bytes.data(), n));
     EXPECT_LE(p.valid_bytes, n);
-    if (p.pending && p.pending->generation == g2) {
-      EXPECT_LE(p.pending->next_op, 1u);
+    if (!p.pending.empty() && p.pending.back().generation == g2) {
+      EXPECT_LE(p.pending.back().next_op, 1u);
     }
     if (n == bytes.size()) {
       EXPECT_EQ(p.valid_bytes, n);
@@ -162,8 +162,8 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
     bad[i] ^= 0x10;
     JournalContents p = ParseJournal(bad);
     EXPECT_LE(p.valid_bytes, bytes.size());
-    if (p.pending && p.pending->generation == g2) {
-      EXPECT_LE(p.pending->next_op, 1u);
+    if (!p.pending.empty() && p.pending.back().generation == g2) {
+      EXPECT_LE(p.pending.back().next_op, 1u);
     }
   }
   // An ABORT turns the pending transaction into one to roll back, with
@@ -172,16 +172,16 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
     auto before = Bytes();
     ASSERT_TRUE((*j2)->Abort(g2, 2, ENOSPC, {{CRFS_PROVISIONAL_FIRST, 777}, {CRFS_PROVISIONAL_FIRST + 5, 778}}).ok());
     JournalContents aborted = ParseJournal(Bytes());
-    ASSERT_TRUE(aborted.pending);
-    EXPECT_TRUE(aborted.pending->aborted);
-    EXPECT_EQ(aborted.pending->failed_op, 2u);
-    EXPECT_EQ(aborted.pending->failed_errno, ENOSPC);
-    EXPECT_EQ(aborted.pending->made.at(CRFS_PROVISIONAL_FIRST + 5), 778u);
+    ASSERT_EQ(aborted.pending.size(), 1u);
+    EXPECT_TRUE(aborted.pending[0].aborted);
+    EXPECT_EQ(aborted.pending[0].failed_op, 2u);
+    EXPECT_EQ(aborted.pending[0].failed_errno, ENOSPC);
+    EXPECT_EQ(aborted.pending[0].made.at(CRFS_PROVISIONAL_FIRST + 5), 778u);
     EXPECT_EQ(aborted.valid_bytes, Bytes().size());
     ASSERT_TRUE((*j2)->Done(g2, 1, 0).ok());
     ASSERT_TRUE((*j2)->End(g2, nullptr).ok());  // flushes the DONE before it
     JournalContents after = ParseJournal(Bytes());
-    EXPECT_TRUE(after.pending) << "a DONE after ABORT is refused, and what follows it";
+    EXPECT_EQ(after.pending.size(), 1u) << "a DONE after ABORT is refused, and what follows it";
     EXPECT_LT(after.valid_bytes, Bytes().size());
     EXPECT_GT(after.valid_bytes, before.size());
   }
@@ -192,10 +192,50 @@ TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   ASSERT_TRUE((*j2)->Restart(2, cache).ok());
   JournalContents fresh = ParseJournal(Bytes());
   EXPECT_EQ(fresh.epoch, 2u);
-  EXPECT_FALSE(fresh.pending);
+  EXPECT_TRUE(fresh.pending.empty());
   ASSERT_EQ(fresh.answers.size(), 2u);
   EXPECT_EQ(fresh.answers[0], first);
   EXPECT_EQ(fresh.answers[1], second);
+}
+
+TEST_F(JournalFile, TheEndMarkerDecidesWhatIsPendingAfterAPowerCut) {
+  JournalContents c;
+  auto j = Journal::Open(dir_ + "/j", "acme", &c);
+  ASSERT_TRUE(j.ok());
+  ASSERT_TRUE((*j)->Restart(3, AnswerCache{}).ok());
+  const uint64_t g0 = 3ull << 32, g1 = g0 + 1, g2 = g0 + 2;
+  Plan plan;
+  plan.ops = {SampleOp(Op::kCreate, CRFS_PROVISIONAL_FIRST)};
+  const std::vector<Undo> undo(1);
+  ASSERT_TRUE((*j)->Begin(g1, 1, 1, true, plan, nullptr, undo, {}).ok());
+  ASSERT_TRUE((*j)->End(g1, nullptr).ok());
+  ASSERT_TRUE((*j)->SetEnded(g1).ok());
+  ASSERT_TRUE((*j)->Begin(g2, 1, 1, true, plan, nullptr, undo, {}).ok());
+  ASSERT_TRUE((*j)->End(g2, nullptr).ok());
+  const auto bytes = Bytes();
+  // END records alone (no marker): nothing pending.
+  EXPECT_TRUE(ParseJournal(bytes).pending.empty());
+  // The marker says g1 is complete; g2's END may be on disk ahead of its
+  // operations (a later fdatasync took it along), so g2 is redone.
+  auto at_g1 = ParseJournal(bytes, g1);
+  ASSERT_EQ(at_g1.pending.size(), 1u);
+  EXPECT_EQ(at_g1.pending[0].generation, g2);
+  // A marker older than both: both, oldest first.
+  auto at_g0 = ParseJournal(bytes, g0);
+  ASSERT_EQ(at_g0.pending.size(), 2u);
+  EXPECT_EQ(at_g0.pending[0].generation, g1);
+  EXPECT_EQ(at_g0.pending[1].generation, g2);
+  // What Open reads back: the marker file's value.
+  j->reset();
+  JournalContents reopened;
+  auto j2 = Journal::Open(dir_ + "/j", "acme", &reopened);
+  ASSERT_TRUE(j2.ok());
+  ASSERT_EQ(reopened.ended, std::optional<uint64_t>(g1));
+  ASSERT_EQ(reopened.pending.size(), 1u);
+  EXPECT_EQ(reopened.pending[0].generation, g2);
+  auto inspected = InspectJournal(dir_ + "/j", "acme");
+  ASSERT_TRUE(inspected.ok());
+  EXPECT_EQ(inspected->pending.size(), 1u);
 }
 
 TEST(Answers, RoundTripAndEveryTruncationFails) {

@@ -94,6 +94,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "tenants.beta.id_map: host uids overlap those of tenant acme"},
         BadConfig{"\"gid_base\": 300000", "\"gid_base\": 99001",
                   "tenants.beta.id_map: host gids overlap those of tenant acme"},
+        BadConfig{"\"storage_root\"", "\"durability\": \"fast\", \"storage_root\"",
+                  "durability: must be crash, power or sync"},
         BadConfig{"}\n}", "}\n", "not valid JSON"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
       return crfs::testing::ParamName(std::to_string(info.index) + "_" + info.param.error);
@@ -109,6 +111,7 @@ TEST(ServerConfig, AdjacentIdRangesDoNotOverlap) {
   EXPECT_EQ(c->max_handshakes, 1024u);
   EXPECT_EQ(c->max_handshakes_per_address, 16u);
   EXPECT_EQ(c->stop_timeout_ms, 30000u);
+  EXPECT_EQ(c->durability, Durability::kPower) << "power-cut atomicity unless configured otherwise";
 }
 
 TEST(ServerConfig, TopLevelMustBeAnObject) {
