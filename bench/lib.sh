@@ -5,6 +5,7 @@
 # removes everything it made, also when a benchmark fails.
 #
 # bench_setup BUILD_DIR IMAGE_MIB   sets crfsd crfs crfsctl work mnt tenant loop
+#                                   (crfsd.json durability: CRFS_DURABILITY, default power)
 # bench_servers                     starts crfsd (CRFS_* exported) and sshfs at $sshmnt
 # timed CMD...                      seconds CMD took (its stderr in $work/last.err)
 # row NAME LOCAL CRFS SSHFS         one table row with ratios to local
@@ -35,6 +36,7 @@ bench_setup() {
   pki/crfs-pki server "$work/pki" crfsd --ip 127.0.0.1 > /dev/null
   pki/crfs-pki client "$work/pki" bench runner > /dev/null
   printf '%s\n' "{\"listen\": \"127.0.0.1:0\", \"storage_root\": \"$mnt\", \"trust_domain\": \"bench.crfs\"," \
+    " \"durability\": \"${CRFS_DURABILITY:-power}\"," \
     " \"tls\": {\"ca\": \"$work/pki/ca.crt\", \"crl\": \"$work/pki/crl.pem\"," \
     "         \"cert\": \"$work/pki/servers/crfsd.crt\", \"key\": \"$work/pki/servers/crfsd.key\"}," \
     " \"tenants\": {\"bench\": {\"id_map\": {\"uid_base\": 100000, \"gid_base\": 100000, \"count\": 65536}}}}" \

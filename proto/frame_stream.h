@@ -38,6 +38,9 @@ class FrameAssembler {
   // (for error reports: which request failed).
   const std::optional<Header>& header() const { return header_; }
   uint64_t frames() const { return frames_; }
+  // The limit for the headers decoded from now on (a session's negotiated
+  // max_payload, after HELLO).
+  void set_max_payload(uint32_t max_payload) { max_payload_ = max_payload; }
 
  private:
   uint32_t max_payload_;

@@ -36,6 +36,24 @@ std::string Quote(const std::string& s, size_t max = 255) {
   return out;
 }
 
+}  // namespace
+
+std::string EscapeText(std::string_view text, size_t max) {
+  std::string out;
+  for (unsigned char c : text) {
+    std::string piece =
+        c >= 0x20 && c < 0x7f && c != '\\' ? std::string(1, static_cast<char>(c)) : Printf("\\x%02x", c);
+    if (out.size() + piece.size() > max) {
+      while (out.size() + 3 > max && !out.empty()) out.pop_back();
+      return out + "...";
+    }
+    out += piece;
+  }
+  return out;
+}
+
+namespace {
+
 enum class Num { kDecimal, kHex, kMaybeProvisional };
 
 std::string U64(uint64_t v, Num how) {

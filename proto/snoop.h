@@ -14,6 +14,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "proto/messages.h"
 
@@ -26,5 +27,11 @@ std::string FormatFrame(const Frame& frame, uint32_t payload_bytes);
 
 // Just the header line (used when a payload fails to decode).
 std::string FormatHeader(const Header& header);
+
+// `text` with every byte that is not printable ASCII (control bytes, DEL,
+// bytes >= 0x80: so never invalid UTF-8) and the backslash written as
+// \xNN, cut to at most `max` bytes (ending in "..." when cut). For text
+// that carries peer-sent names to a peer or a log: FINAL_REPLY detail.
+std::string EscapeText(std::string_view text, size_t max);
 
 }  // namespace crfs::proto

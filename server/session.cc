@@ -12,6 +12,7 @@
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
+#include "proto/snoop.h"
 #include "server/log.h"
 #include "server/server.h"
 #include "server/store_worker.h"
@@ -306,7 +307,10 @@ bool Session::StoreBusy() const { return tenant_ && server_->WorkerOf(tenant_)->
 uint64_t Session::FinalGeneration() const { return hello_done_ && tenant_ && !StoreBusy() ? tenant_->Generation() : 0; }
 
 void Session::Final(uint64_t id, int err, const std::string& text) {
-  Send(id, static_cast<uint32_t>(err), proto::FinalReply{text.substr(0, CRFS_MAX_ERROR_TEXT), FinalGeneration()});
+  // Details quote client-sent names: as the decoder prints them, so the
+  // text is always UTF-8 (ASCII) on one line (protocol.md §4).
+  Send(id, static_cast<uint32_t>(err),
+       proto::FinalReply{proto::EscapeText(text, CRFS_MAX_ERROR_TEXT), FinalGeneration()});
 }
 
 void Session::ProtocolError(const std::string& why, const std::optional<proto::Header>& header) {
@@ -352,6 +356,10 @@ void Session::OnHello(const Frame& f) {
   r.features = 0;
   max_payload_ = std::min<uint32_t>(h.max_payload, CRFS_MAX_PAYLOAD);
   r.max_payload = max_payload_;
+  // The session's limit governs both directions (protocol.md §3): a client
+  // frame past it is refused before it is buffered, as one past the
+  // protocol's limit is.
+  in_.set_max_payload(max_payload_);
   r.lease_ms = 30000;
   if (RAND_bytes(reinterpret_cast<unsigned char*>(&r.session_id), sizeof(r.session_id)) != 1) r.session_id = serial_;
   r.root_objectid = CRFS_ROOT_OBJECTID;

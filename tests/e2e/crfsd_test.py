@@ -415,6 +415,20 @@ class BadClients(unittest.TestCase):
         self.assertIn('payload of 67108864 bytes', W.logtext())
         self.assert_still_serving()
 
+    def test_a_frame_past_the_sessions_max_payload_is_refused(self):
+        # HELLO negotiates 128 KiB: a 200 KB frame is refused before it is buffered,
+        # even though the protocol's own limit (1 MiB) would take it.
+        s = W.tls()
+        s.sendall(frame(HELLO, struct.pack('<IHHIII', 0x53465243, 1, 1, 0, 128 << 10, 0) + bytes(16)))
+        _, _, typ, payload = recv_frame(s)
+        self.assertEqual(typ, HELLO_REPLY)
+        self.assertEqual(struct.unpack_from('<I', payload, 8)[0], 128 << 10)
+        recv_frame(s)
+        s.sendall(struct.pack('<QIIHHI', 6, 0, 200000, 6, 0, 0))  # refused on its header alone
+        self.expect_closed(s)
+        self.assertIn('payload of 200000 bytes', W.logtext())
+        self.assert_still_serving()
+
     def test_truncated_frame_does_not_block_others(self):
         s = session()
         s.sendall(frame(ITEM_QUERY, query_payload(256), 9)[:40])  # and then nothing

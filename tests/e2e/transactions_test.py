@@ -267,6 +267,23 @@ class Operations(unittest.TestCase):
         crfs('rm', '/to-move')
         self.assertNotIn('partly applied', W().logtext())
 
+    def test_refusals_quote_names_escaped(self):
+        # A refusal names the client's name; a name of ESC, newline and invalid UTF-8 comes
+        # back escaped as the decoder prints it: the detail is ASCII on one line (protocol.md §4).
+        hostile = b'evil\x1b[2J\n\xff\xc3('
+        snap = os.path.join(os.fsencode(acme()), hostile)
+        subprocess.run(['btrfs', 'subvolume', 'create', snap], check=True, capture_output=True)  # a name not free
+        try:
+            crt, key = W().cert('acme', 'alice')
+            r = subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'),
+                                '--cert', crt, '--key', key, 'mkdir', b'/' + hostile], capture_output=True)
+            self.assertIn(b'EEXIST', r.stderr)
+            detail = r.stderr.split(b'EEXIST', 1)[1].rstrip(b'\n')
+            self.assertIn(b'evil\\x1b[2J\\x0a\\xff\\xc3(', detail)
+            self.assertTrue(all(0x20 <= c < 0x7f for c in detail), detail)
+        finally:
+            subprocess.run(['btrfs', 'subvolume', 'delete', snap], check=True, capture_output=True)
+
     def test_seed_scenario(self):
         # mkdir dir; creat dir/file; unlink dir/file; rmdir dir - as locally.
         src = W().path('empty')

@@ -72,5 +72,16 @@ TEST(Snoop, FinalReplyNamesTheErrno) {
             "  text 'exists'\n");
 }
 
+TEST(Snoop, EscapeTextKeepsPeerTextOnOneAsciiLine) {
+  const std::string hostile = std::string("name\x1b[31m\n\xff\xc3\x28\\end", 18);
+  const std::string out = EscapeText(hostile, 1024);
+  EXPECT_EQ(out, "name\\x1b[31m\\x0a\\xff\\xc3(\\x5cend");
+  for (unsigned char c : out) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int(c);
+  // Cut at the limit, never past it.
+  const std::string cut = EscapeText(std::string(2000, '\x01'), 1024);
+  EXPECT_LE(cut.size(), 1024u);
+  EXPECT_EQ(cut.substr(cut.size() - 3), "...");
+}
+
 }  // namespace
 }  // namespace crfs::proto
