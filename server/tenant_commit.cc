@@ -203,7 +203,11 @@ Status TenantStore::Recover(JournalContents contents) {
   }
   // Whatever the undo area still keeps belongs to transactions that are
   // finished or taken back by now.
-  CRFS_RETURN_IF_ERROR(PurgeAllUndo());
+  if (Status s = PurgeAllUndo(); !s.ok()) {
+    // Left over is only space (say, a file an admin made immutable); the
+    // tenant is served all the same.
+    Log(LogLevel::kWarning, "%s; it stays in the undo area", s.message().c_str());
+  }
   if (!contents.pending.empty() || contents.valid_bytes > 0) {
     if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
   }

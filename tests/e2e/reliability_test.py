@@ -575,6 +575,54 @@ class AllOrNothing(unittest.TestCase):
         r = crfs_beta('put', W().path('crfsd.json'), '/base/big')
         self.assertEqual(r.returncode, 0, r.stderr)
 
+    def immutable(self, path, on):
+        run('chattr', '+i' if on else '-i', path)
+
+    def test_a_failing_rename_takes_back_the_replaced_name(self):
+        # mv over an existing name is two ops: the replaced entry goes (into the undo area),
+        # then the rename. The kernel refuses to move an immutable file (EPERM), which
+        # crfsd's checks do not foresee: the replaced entry must come back, same inode.
+        tenant = tenant_dir('beta')
+        a, b = os.path.join(self.top, 'sub', 'small'), os.path.join(self.top, 'big')
+        os.unlink(os.path.join(self.top, 'sub', 'deep', 'again'))  # a single name
+        self.immutable(a, True)
+        try:
+            before = tree_state(tenant, skip={'.crfs-undo'})
+            r = crfs_beta('mv', '/base/sub/small', '/base/big')
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn('EPERM', r.stderr)
+            self.assertIn('nothing changed (rolled back)', r.stderr)
+            self.assertEqual(tree_state(tenant, skip={'.crfs-undo'}), before)
+            self.assertEqual(undo_area(), [])
+        finally:
+            self.immutable(a, False)
+        # And the same change goes through once the file may move.
+        self.assertEqual(crfs_beta('mv', '/base/sub/small', '/base/big').returncode, 0)
+        self.assertFalse(os.path.exists(a))
+        self.assertEqual(open(b).read(), 'small\n')
+
+    def test_a_failing_exchange_takes_back_the_ones_before(self):
+        # A rotation of three names is two RENAME_EXCHANGEs; the second involves an immutable
+        # file and fails: the first is exchanged back.
+        tenant = tenant_dir('beta')
+        names = ['r1', 'r2', 'r3']
+        for n in names:
+            with open(os.path.join(self.top, n), 'w') as f:
+                f.write(n)
+            os.lchown(os.path.join(self.top, n), 200000, 200000)
+        before = tree_state(tenant, skip={'.crfs-undo'})
+        for victim in names:
+            self.immutable(os.path.join(self.top, victim), True)
+            try:
+                r = crfs_beta('exch', *[f'/base/{n}' for n in names])
+                self.assertNotEqual(r.returncode, 0, victim)
+                self.assertIn('EPERM', r.stderr)
+                self.assertEqual(tree_state(tenant, skip={'.crfs-undo'}), before, victim)
+            finally:
+                self.immutable(os.path.join(self.top, victim), False)
+        self.assertEqual(crfs_beta('exch', *[f'/base/{n}' for n in names]).returncode, 0)
+        self.assertEqual([open(os.path.join(self.top, n)).read() for n in names], ['r2', 'r3', 'r1'])
+
     def plant_during_import(self, kill=False):
         """Imports 3000 files into /base/imp; once they start to appear, the admin creates the name the
         import creates last, so that the import's last create fails midway. Returns (planted inode, import
