@@ -73,7 +73,7 @@ TEST(Snoop, FinalReplyNamesTheErrno) {
 }
 
 TEST(Snoop, EscapeTextKeepsPeerTextOnOneAsciiLine) {
-  const std::string hostile = std::string("name\x1b[31m\n\xff\xc3\x28\\end", 18);
+  const std::string hostile = "name\x1b[31m\n\xff\xc3\x28\\end";
   const std::string out = EscapeText(hostile, 1024);
   EXPECT_EQ(out, "name\\x1b[31m\\x0a\\xff\\xc3(\\x5cend");
   for (unsigned char c : out) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << int(c);
