@@ -92,8 +92,10 @@ class TenantStore : public TreeView {
   // file capabilities inside its tree, anyone else has none, so the kernel
   // checks every call as that user). On refusal nothing changed. If an
   // operation fails midway (the tree was changed behind crfsd's back, the
-  // disk is full, a permission rule the pre-check does not model), the
-  // transaction is partly applied: EIO, logged as an error.
+  // disk is full, a permission rule the pre-check does not model), the ops
+  // before it are taken back (tenant_undo.cc) and the answer is its errno;
+  // only a rollback that cannot finish leaves EIO (the journal keeps it for
+  // the next start, and the tenant takes no transactions meanwhile).
   // `who_txn` names the client instance, transaction id and body digest
   // (reply empty) when the client has a client id (answers.h): the answer
   // is then kept, in memory and in the journal, for a resent transaction.
