@@ -502,6 +502,11 @@ struct Planner {
         }
         now = entries.size();
       }
+      // A nested subvolume or snapshot (the tenant is not shown it) keeps
+      // the directory: removing it would take the admin's subvolume along.
+      if (view->HasHidden(id)) {
+        return Err(ENOTEMPTY, O(id) + ": directory holds entries that are not the tenant's (a nested subvolume)");
+      }
       const auto& [gone, come] = entry_changes[id];
       const int64_t left = static_cast<int64_t>(now) + come - gone;
       if (left != 0) return Err(ENOTEMPTY, O(id) + ": directory removed but " + std::to_string(left) + " entries stay");

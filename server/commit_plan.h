@@ -61,6 +61,8 @@ class TreeView {
   // show (a nested subvolume or snapshot)? Asked for names a
   // transaction adds, after the directory was listed.
   virtual bool Hidden(uint64_t dir, const std::string& name) = 0;
+  // Does directory `dir` hold any such name? (It cannot be removed then.)
+  virtual bool HasHidden(uint64_t dir) = 0;
 };
 
 struct Op {

@@ -268,7 +268,7 @@ JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended) 
              has <= 1 && (has == 0 || DecodeAnswer(&p, &a).ok()) && p.empty();
         if (ok) {
           has_end.back() = true;
-          if (has) c.answers.push_back(std::move(a));
+          if (has) txns.back().end_answer = std::move(a);
         }
         break;
       }
@@ -316,8 +316,15 @@ JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended) 
   }
   // Pending: what the ended watermark does not cover, in order; without
   // one, what has no END record.
+  // An END's answer counts only for a transaction that is not pending:
+  // a pending one may still be rolled back (its answer is rebuilt if not).
   for (size_t i = 0; i < txns.size(); i++) {
-    if (ended ? txns[i].generation > *ended : !has_end[i]) c.pending.push_back(std::move(txns[i]));
+    if (ended ? txns[i].generation > *ended : !has_end[i]) {
+      txns[i].end_answer.reset();
+      c.pending.push_back(std::move(txns[i]));
+    } else if (txns[i].end_answer) {
+      c.answers.push_back(std::move(*txns[i].end_answer));
+    }
   }
   return c;
 }

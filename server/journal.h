@@ -107,6 +107,7 @@ struct JournalPending {
   bool aborted = false;
   uint32_t failed_op = 0;
   int32_t failed_errno = 0;
+  std::optional<StoredAnswer> end_answer;  // ParseJournal's own: the END record's answer
 };
 
 struct JournalContents {

@@ -78,6 +78,11 @@ bool TenantStore::Hidden(uint64_t dir, const std::string& name) {
   return h != hidden_.end() && h->second.count(name) > 0;
 }
 
+bool TenantStore::HasHidden(uint64_t dir) {
+  auto h = hidden_.find(dir);
+  return h != hidden_.end() && !h->second.empty();
+}
+
 uint64_t TenantStore::ParentOf(uint64_t ino) {
   if (ino == CRFS_ROOT_OBJECTID) return ino;
   auto it = table_.find(ino);
@@ -145,7 +150,9 @@ bool TenantStore::Rediscover(RequestError* err) {
 }
 
 Status TenantStore::Recover(JournalContents contents) {
-  epoch_ = contents.epoch;
+  // Never below what the end marker or the records name (a journal lost
+  // or cut off while crfsd was stopped must not bring generations back).
+  epoch_ = std::max({contents.epoch, contents.ended.value_or(0) >> 32, contents.last_generation >> 32});
   for (StoredAnswer& a : contents.answers) answers_.Remember(std::move(a));
   if (!contents.pending.empty()) {
     RequestError err;
@@ -297,7 +304,9 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       const bool exchange = op.kind == Op::kExchange;
       const uint64_t want_b = exchange ? obj2 : 0;
       if (static_cast<uint64_t>(a) != obj || static_cast<uint64_t>(b) != want_b) {
-        if (replay && static_cast<uint64_t>(b) == obj && (!exchange || static_cast<uint64_t>(a) == obj2)) return true;
+        // Done if obj is where it goes: an object moves once per
+        // transaction, so later exchanges of a cycle never move it again.
+        if (replay && static_cast<uint64_t>(b) == obj) return true;
         return Fail(err, ESTALE, op.name + " / " + op.name2 + " are not what the transaction expects");
       }
       int sfd = DirFd(dir, 0, err);
@@ -628,7 +637,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   std::map<uint64_t, uint64_t> made;
   apply_as_tenant_root_ = tenant_root;
   std::optional<RequestError> failed;  // the op that failed, rolled back
-  uint64_t journal_mark = 0;           // where BEGIN starts: a rollback cuts the journal back to it
+  uint64_t journal_mark = 0;           // where BEGIN starts (cut back to it if BEGIN cannot be synced)
   {
     FsCredentials creds(*host_uid, *host_gid, tenant_root);
     if (!creds.ok()) {
@@ -719,13 +728,12 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     // Taken back entirely: the undo area's copies go, then the journal
     // forgets the transaction (a crash before that repeats the rollback,
     // which finds nothing left to undo).
-    PurgeUndo(gen, plan.ops, undo);
+    // The end marker, not a truncation, says it is over: a truncation of
+    // the journal could reach the disk ahead of the undo steps (through the
+    // next fdatasync's log tree); the marker cannot.
+    if (Status s = journal_->End(gen, nullptr); !s.ok() && journal_->torn()) journal_broken_ = true;
     if (Status s = journal_->SetEnded(gen); !s.ok()) journal_broken_ = true;
-    if (Status s = journal_->TruncateTo(journal_mark); !s.ok()) {
-      journal_broken_ = true;
-      Log(LogLevel::kError, "tenant %s: journal: %s; refusing transactions until restart", name_.c_str(),
-          s.message().c_str());
-    }
+    if (!journal_broken_) PurgeUndo(gen, plan.ops, undo);
     ReleaseKept(kept, false);
     // Rolled back, but directory indexes moved: older bases are stale.
     for (uint64_t id : plan.changed) {
@@ -771,8 +779,10 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
           s.message().c_str());
     }
   }
-  // Done: what the undo area kept for it goes (a removed tree, copies).
-  PurgeUndo(gen, plan.ops, undo);
+  // Done: what the undo area kept for it goes (a removed tree, copies) --
+  // unless its end could not be marked: then the next start replays it and
+  // may need them.
+  if (!journal_broken_) PurgeUndo(gen, plan.ops, undo);
   ReleaseKept(kept, true);
   // Power-cut safe: its journal record was on stable storage before its
   // first op, so the next start redoes whatever a cut lost of it.
@@ -788,7 +798,11 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     uint64_t durable = 0;
     RequestError e;
     Status s = Sync(&durable, &e) ? journal_->Restart(epoch_, answers_) : Status(Code::kIo, e.text);
-    if (!s.ok()) Log(LogLevel::kError, "tenant %s: journal compaction: %s", name_.c_str(), s.message().c_str());
+    if (!s.ok()) {
+      journal_broken_ = true;  // which file the journal is now is not certain
+      Log(LogLevel::kError, "tenant %s: journal compaction: %s; refusing transactions until restart", name_.c_str(),
+          s.message().c_str());
+    }
   }
   return true;
 }

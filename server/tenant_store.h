@@ -113,6 +113,7 @@ class TenantStore : public TreeView {
   uint64_t ParentOf(uint64_t ino) override;
   uint64_t ChangedAt(uint64_t ino) override;
   bool Hidden(uint64_t dir, const std::string& name) override;
+  bool HasHidden(uint64_t dir) override;
 
   // Answers an ITEM_QUERY: the ranges to send, in order, each at most
   // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one

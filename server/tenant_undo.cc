@@ -57,6 +57,8 @@ struct timespec Unix(const proto::Timespec& t) {
 // Removes `name` in `parent` and, for a directory, everything below it,
 // depth first with one fd per level (no recursion, no path strings).
 bool RemoveTree(int parent, const std::string& name, RequestError* err) {
+  struct stat area;
+  if (fstat(parent, &area) != 0) return Errno(err, "stat undo area");
   struct stat st;
   if (fstatat(parent, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return errno == ENOENT || Errno(err, "stat");
   if (!S_ISDIR(st.st_mode)) return unlinkat(parent, name.c_str(), 0) == 0 || errno == ENOENT || Errno(err, "unlink");
@@ -70,6 +72,11 @@ bool RemoveTree(int parent, const std::string& name, RequestError* err) {
   auto push = [&](int at, const std::string& n) {
     int fd = openat(at, n.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return Errno(err, "open " + n);
+    struct stat st;
+    if (fstat(fd, &st) != 0 || st.st_dev != area.st_dev) {  // a nested subvolume or a mount: not ours to empty
+      close(fd);
+      return Fail(err, EXDEV, n + " is another subvolume or file system: left in the undo area");
+    }
     stack.push_back({fd, n, {}, false});
     return true;
   };
@@ -410,6 +417,11 @@ bool TenantStore::UndoOp(uint64_t gen, size_t index, const Op& op, const Undo& u
 bool TenantStore::Rollback(uint64_t gen, const std::vector<Op>& ops, const std::vector<Undo>& undo,
                            const std::vector<DirTimes>& dir_times, size_t failed,
                            const std::map<uint64_t, uint64_t>& made) {
+  // Undoing is crfsd's own work (the steps come from its journal): as the
+  // tenant's user it could not give back what it was allowed to change but
+  // not to own (a directory's times, the mode of a file it may write).
+  AsCrfsd as(apply_as_tenant_root_);
+  if (!as.ok()) return false;
   bool all = true;
   for (size_t i = std::min(failed + 1, ops.size()); i-- > 0;) {
     RequestError e;

@@ -601,6 +601,32 @@ class AllOrNothing(unittest.TestCase):
         self.assertFalse(os.path.exists(a))
         self.assertEqual(open(b).read(), 'small\n')
 
+    def test_a_tenant_users_rollback_gives_back_what_it_does_not_own(self):
+        # carol (a tenant user, not the tenant's root) may change entries of a directory she
+        # does not own; rolling her transaction back must restore that directory's times too
+        # (crfsd's work, not hers), and the tenant goes on taking transactions.
+        acme = tenant_dir('acme')
+        shared = os.path.join(acme, 'shared')
+        os.mkdir(shared)
+        os.chown(shared, 100000, 100000)
+        os.chmod(shared, 0o777)
+        for n in ('a', 'b'):
+            with open(os.path.join(shared, n), 'w') as f:
+                f.write(n)
+            os.chown(os.path.join(shared, n), 101000, 101000)
+        self.immutable(os.path.join(shared, 'a'), True)
+        try:
+            before = tree_state(acme, skip={'.crfs-undo', 'snap', 'sparse'})
+            r = W().crfs('mv', '/shared/a', '/shared/b', client='carol', check=False)
+            self.assertIn('EPERM', r.stderr)
+            self.assertIn('nothing changed (rolled back)', r.stderr)
+            self.assertEqual(tree_state(acme, skip={'.crfs-undo', 'snap', 'sparse'}), before)
+            self.assertEqual(undo_area('acme'), [])
+        finally:
+            self.immutable(os.path.join(shared, 'a'), False)
+        self.assertEqual(W().crfs('mv', '/shared/a', '/shared/b', client='carol', check=False).returncode, 0)
+        shutil.rmtree(shared)
+
     def test_a_failing_exchange_takes_back_the_ones_before(self):
         # A rotation of three names is two RENAME_EXCHANGEs; the second involves an immutable
         # file and fails: the first is exchanged back.

@@ -267,6 +267,24 @@ class Operations(unittest.TestCase):
         crfs('rm', '/to-move')
         self.assertNotIn('partly applied', W().logtext())
 
+    def test_a_directory_holding_a_nested_subvolume_is_not_removed(self):
+        # The tenant is not shown a nested subvolume, and must not be able to remove it with
+        # the directory that holds it: rm -r is refused up front, everything stays.
+        os.makedirs(acme('holds', 'more'))
+        run('btrfs', 'subvolume', 'create', acme('holds', 'admins'))
+        with open(acme('holds', 'admins', 'keep'), 'w') as f:
+            f.write('the admin\'s\n')
+        try:
+            r = crfs('rm', '-r', '/holds', check=False)
+            self.assertIn('ENOTEMPTY', r.stderr)
+            self.assertIn('not the tenant', r.stderr)
+            self.assertEqual(open(acme('holds', 'admins', 'keep')).read(), 'the admin\'s\n')
+            self.assertTrue(os.path.isdir(acme('holds', 'more')))
+        finally:
+            run('btrfs', 'subvolume', 'delete', acme('holds', 'admins'))
+        crfs('rm', '-r', '/holds')
+        self.assertFalse(os.path.exists(acme('holds')))
+
     def test_refusals_quote_names_escaped(self):
         # A refusal names the client's name; a name of ESC, newline and invalid UTF-8 comes
         # back escaped as the decoder prints it: the detail is ASCII on one line (protocol.md §4).

@@ -126,6 +126,10 @@ class FakeTree : public TreeView {
   // Names taken by objects the listings do not show (nested subvolumes).
   std::set<std::pair<uint64_t, std::string>> hidden;
   bool Hidden(uint64_t dir, const std::string& name) override { return hidden.count({dir, name}) > 0; }
+  bool HasHidden(uint64_t dir) override {
+    auto it = hidden.lower_bound({dir, ""});
+    return it != hidden.end() && it->first == dir;
+  }
 
   // Ranges that make `name` in `dir` name `obj` (0: nothing), as a client builds them.
   std::vector<ItemRange> Entry(uint64_t dir, const std::string& name, uint64_t obj, uint8_t ft, uint64_t prov_index) {
