@@ -58,8 +58,12 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   if (!tls.ok()) return tls.status();
   std::unique_ptr<Server> s(new Server(std::move(config), std::move(*tls)));
   s->lock_ = std::move(*lock);
+  // Did the machine restart since crfsd last ran here (a power cut, say)?
+  // Unknown counts as yes: replay then trusts less of the journal.
+  const std::string before = s->lock_->previous().boot, now = StorageLock::CurrentBootId();
+  const bool rebooted = before.empty() || now.empty() || before != now;
   for (const TenantConfig& t : s->config_.tenants) {
-    auto store = TenantStore::Open(s->config_.storage_root, t);
+    auto store = TenantStore::Open(s->config_.storage_root, t, rebooted);
     if (!store.ok()) return store.status();
     (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
     (*store)->SetDurability(s->config_.durability);

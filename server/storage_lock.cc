@@ -18,9 +18,12 @@ LockHolder ReadHolder(int fd) {
   LockHolder h;
   if (n <= 0) return h;
   long long pid = 0, started = 0;
-  if (std::sscanf(buf, "pid %lld\nstarted %lld", &pid, &started) >= 1 && pid > 0 && pid < (1ll << 31)) {
+  char boot[64] = "";
+  if (std::sscanf(buf, "pid %lld\nstarted %lld\nboot %63s", &pid, &started, boot) >= 1 && pid > 0 &&
+      pid < (1ll << 31)) {
     h.pid = static_cast<pid_t>(pid);
     h.started = started;
+    h.boot = boot;
   }
   return h;
 }
@@ -64,9 +67,10 @@ Result<std::unique_ptr<StorageLock>> StorageLock::Acquire(const std::string& sto
     }
     return Status(Code::kIo, "lock " + path + ": " + strerror(errno));
   }
-  char buf[64];
-  const int n = std::snprintf(buf, sizeof(buf), "pid %lld\nstarted %lld\n", static_cast<long long>(getpid()),
-                              static_cast<long long>(time(nullptr)));
+  lock->previous_ = ReadHolder(fd);
+  char buf[160];
+  const int n = std::snprintf(buf, sizeof(buf), "pid %lld\nstarted %lld\nboot %s\n", static_cast<long long>(getpid()),
+                              static_cast<long long>(time(nullptr)), CurrentBootId().c_str());
   if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, static_cast<size_t>(n), 0) != n) {
     return Status(Code::kIo, "lock " + path + ": writing the holder: " + strerror(errno));
   }
@@ -88,6 +92,17 @@ Result<std::optional<LockHolder>> StorageLock::Probe(const std::string& storage_
   close(fd);
   if (r != 0) return Status(Code::kIo, "lock " + path + ": " + strerror(e));
   return holder;
+}
+
+std::string StorageLock::CurrentBootId() {
+  char buf[64] = "";
+  int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  const ssize_t n = read(fd, buf, sizeof(buf) - 1);
+  close(fd);
+  std::string id(buf, n > 0 ? static_cast<size_t>(n) : 0);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id.find_first_of(" \n") == std::string::npos ? id : "";
 }
 
 StorageLock::~StorageLock() { close(fd_); }

@@ -3,8 +3,10 @@
 // crfsd takes an exclusive open-file-description lock (F_OFD_SETLK) on
 // <storage_root>/crfsd.lock before it reads or writes any journal, and holds
 // it until it exits (the kernel drops it with the last fd, also on SIGKILL).
-// The file says who holds it: "pid N\nstarted UNIX_SECONDS\n" (an OFD lock
-// has no owning pid the kernel reports). A second crfsd on the same root is
+// The file says who holds it: "pid N\nstarted UNIX_SECONDS\nboot BOOT_ID\n"
+// (an OFD lock has no owning pid the kernel reports). The boot id tells the
+// next crfsd whether the machine restarted in between (journal replay trusts
+// less of the journal after a power cut: tenant_commit.cc). A second crfsd on the same root is
 // refused with that holder named; read-only tools (crfsd --check-config,
 // crfsctl) only Probe() it and never create the file.
 //
@@ -28,6 +30,7 @@ namespace crfs::server {
 struct LockHolder {
   pid_t pid = 0;                 // 0: the file did not say
   int64_t started = 0;           // unix seconds, 0 if unknown
+  std::string boot;              // the kernel's boot id when it started, "" if unknown
   std::string Describe() const;  // "crfsd pid 123 (running since 2026-12-02 01:02:03 UTC)"
 };
 
@@ -41,6 +44,11 @@ class StorageLock {
   // nullopt if nobody does. Errors other than "no lock file" are returned.
   static Result<std::optional<LockHolder>> Probe(const std::string& storage_root);
 
+  // Who held the lock before this crfsd took it (what the file said).
+  const LockHolder& previous() const { return previous_; }
+  // This boot's id (/proc/sys/kernel/random/boot_id), "" if unreadable.
+  static std::string CurrentBootId();
+
   ~StorageLock();
   StorageLock(const StorageLock&) = delete;
   StorageLock& operator=(const StorageLock&) = delete;
@@ -48,6 +56,7 @@ class StorageLock {
  private:
   explicit StorageLock(int fd) : fd_(fd) {}
   int fd_;
+  LockHolder previous_;
 };
 
 }  // namespace crfs::server

@@ -162,6 +162,12 @@ Status TenantStore::Recover(JournalContents contents) {
   // the first may be partly on disk and the others not at all (SECURITY.md
   // §4). Each is replayed from its first op: an op whose result is already
   // there counts as done.
+  if (!contents.pending.empty() && replay_after_reboot_) {
+    Log(LogLevel::kInfo,
+        "tenant %s: the machine restarted since crfsd last ran: names a pending transaction creates are taken as "
+        "its own",
+        name_.c_str());
+  }
   for (JournalPending& p : contents.pending) {
     RequestError err;
     if (p.undo.size() != p.ops.size()) p.undo.assign(p.ops.size(), Undo{});
@@ -266,8 +272,10 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
         // Replay, and the name is taken: the transaction's own object only
         // if its DONE record says so, or (no record) if this is the op the
         // crash interrupted; anything else was made by someone else.
+        // (After a reboot, records may not have reached the disk, SECURITY.md
+        // §4: then any object of the right type is taken as the transaction's.)
         auto own = made.find(op.obj);
-        if (own != made.end() ? own->second != st.st_ino : index != replay_next_op_) {
+        if (own != made.end() ? own->second != st.st_ino : !replay_after_reboot_ && index != replay_next_op_) {
           return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
         }
       }

@@ -92,7 +92,8 @@ Result<int> TenantStore::OpenSubvolume(const std::string& storage_root, const Te
   return fd;
 }
 
-Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c) {
+Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c,
+                                                       bool after_reboot) {
   struct stat st;
   bool atime = false;
   auto opened = OpenSubvolume(storage_root, c, &st, &atime);
@@ -108,6 +109,7 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
   if (!journal.ok()) return Status(journal.status().code(), "tenant " + c.name + ": " + journal.status().message());
   store->journal_ = std::move(*journal);
   CRFS_RETURN_IF_ERROR(store->OpenUndoArea());
+  store->replay_after_reboot_ = after_reboot;
   CRFS_RETURN_IF_ERROR(store->Recover(std::move(contents)));
   return store;
 }

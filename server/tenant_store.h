@@ -66,7 +66,11 @@ class TenantStore : public TreeView {
   // Opens the tenant's subvolume and its intent journal
   // (<storage_root>/journal/<name>), finishes a transaction a crash cut
   // short, and starts a new generation epoch (journal.h).
-  static Result<std::unique_ptr<TenantStore>> Open(const std::string& storage_root, const TenantConfig& config);
+  // `after_reboot`: the machine restarted since crfsd last ran (its
+  // journal's DONE records may not have reached the disk: replay then takes
+  // a name a pending transaction creates as its own, see Apply).
+  static Result<std::unique_ptr<TenantStore>> Open(const std::string& storage_root, const TenantConfig& config,
+                                                   bool after_reboot = true);
   // Opens (read-only) and checks the tenant's subvolume root: a btrfs
   // subvolume on a file system mounted nodev and nosuid. Returns the
   // directory fd (the caller closes it), its stat, and whether the mount
@@ -265,6 +269,7 @@ class TenantStore : public TreeView {
   Durability durability_ = Durability::kPower;
   bool apply_as_tenant_root_ = false;  // the running transaction acts as the tenant's root
   size_t replay_next_op_ = 0;          // replay: the first op without a DONE record
+  bool replay_after_reboot_ = true;    // Open's after_reboot
   std::unordered_map<uint64_t, Entry> table_;
   // Per directory, as its last listing found them: names taken by objects
   // the tenant is not shown (nested subvolumes and snapshots).

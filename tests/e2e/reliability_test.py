@@ -770,6 +770,56 @@ class Durability(unittest.TestCase):
         self.assertLess(op, ended)
         os.rmdir(tenant_dir('acme', 'ordered'))
 
+    def test_after_a_reboot_replay_takes_its_own_creates_without_their_done_records(self):
+        # A power cut can keep a transaction's creates on disk and lose the DONE records
+        # saying which inodes they made (they are written, not synced). crfsd tells a
+        # reboot from a crash of its own by the boot id in crfsd.lock, and after a reboot
+        # replay takes the names the transaction creates as its own: finished, not rolled
+        # back. Emulated: SIGKILL during an import, its DONE records cut from the journal,
+        # and another boot id in the lock file.
+        local = W().path('reboot-src')
+        make_flat_tree(local, 3000)
+        journal = os.path.join(W().mnt, 'journal', 'beta')
+        lock = os.path.join(W().mnt, 'crfsd.lock')
+        try:
+            for attempt in range(5):
+                name = f'reboot{attempt}'
+                target = tenant_dir('beta', name)
+                proc = start_import(local, '/' + name)
+                landed = wait_for_entries(target, proc)
+                W().crfsd.send_signal(signal.SIGKILL)
+                W().crfsd.wait()
+                proc.communicate()
+                mid = len(os.listdir(target)) if os.path.isdir(target) else 0
+                with open(journal, 'rb') as f:
+                    data = f.read()
+                kept, pos, dropped = b'', 0, 0
+                while pos + 13 <= len(data):
+                    _, typ, n, _ = struct.unpack_from('<IBII', data, pos)
+                    rec = data[pos:pos + 13 + n]
+                    if typ == 3:  # DONE
+                        dropped += 1
+                    else:
+                        kept += rec
+                    pos += 13 + n
+                with open(journal, 'wb') as f:
+                    f.write(kept)
+                with open(lock) as f:
+                    text = f.read()
+                with open(lock, 'w') as f:
+                    f.write(re.sub(r'boot \S+', 'boot 00000000-0000-0000-0000-000000000000', text))
+                restart()
+                after = len(os.listdir(target)) if os.path.isdir(target) else 0
+                self.assertIn(after, (0, 3000), f'{after} of 3000 after the replay')
+                if landed and 0 < mid < 3000 and dropped > 0:
+                    self.assertEqual(after, 3000, 'rolled back instead of finished')
+                    self.assertIn('the machine restarted since crfsd last ran', W().logtext())
+                    break
+            else:
+                self.fail('no SIGKILL landed inside the transaction in 5 tries')
+        finally:
+            shutil.rmtree(local)
+
     def test_at_crash_level_durable_comes_unasked(self):
         restart_with(write_config('crash-level.json', durability='crash', listen=f'127.0.0.1:{W().port}'))
         try:
