@@ -265,11 +265,16 @@ bool TenantStore::KeepForUndo(uint64_t gen, const Op& op, const Undo& u, bool te
   if (fstatat(undo_fd_, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;  // made before a crash
   Fd src(OpenObject(op.obj, O_RDONLY | O_NONBLOCK | O_NOCTTY, err));
   if (src.fd < 0) return false;
-  Fd dst(openat(undo_fd_, name.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
+  // Made under a temporary name and renamed into place whole: a crash
+  // between the create and the clone must not leave an empty "copy" that a
+  // rollback would restore (what the temporary name leaves is purged).
+  const std::string tmp = name + ".tmp";
+  unlinkat(undo_fd_, tmp.c_str(), 0);
+  Fd dst(openat(undo_fd_, tmp.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600));
   if (dst.fd < 0) return Errno(err, "undo copy");
-  if (ioctl(dst.fd, FICLONE, src.fd) != 0) {
+  if (ioctl(dst.fd, FICLONE, src.fd) != 0 || renameat2(undo_fd_, tmp.c_str(), undo_fd_, name.c_str(), 0) != 0) {
     const int e = errno;
-    unlinkat(undo_fd_, name.c_str(), 0);
+    unlinkat(undo_fd_, tmp.c_str(), 0);
     errno = e;
     return Errno(err, "undo copy (FICLONE)");
   }
