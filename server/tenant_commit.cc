@@ -763,7 +763,6 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   result->map = ReplyMap(plan.created, plan.new_indexes, made);
   // File data is not ordered with the end marker the way metadata is: a
   // transaction that wrote data is synced before it counts as ended.
-  bool synced = false;
   if (durability_ != Durability::kCrash && std::any_of(plan.ops.begin(), plan.ops.end(), [](const Op& op) {
         return op.kind == Op::kWrite || op.kind == Op::kPunch || op.kind == Op::kTruncate;
       })) {
@@ -771,8 +770,6 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
       journal_broken_ = true;  // applied; the next start replays it (its end is not marked)
       Log(LogLevel::kError, "tenant %s: syncfs: %s; refusing transactions until restart", name_.c_str(),
           strerror(errno));
-    } else {
-      synced = true;
     }
   }
   if (Status s = journal_->End(gen, Remembered(who_txn, 0, "", gen, result->map)); !s.ok() && !journal_broken_) {
@@ -795,7 +792,8 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   // Power-cut safe: its journal record was on stable storage before its
   // first op, so the next start redoes whatever a cut lost of it.
   result->durable = durability_ != Durability::kCrash && !journal_broken_;
-  if (result->durable && synced) durable_ = std::max(durable_, gen);
+  // Durable by its journal record: the once-a-second sweep need not syncfs for it.
+  if (result->durable) durable_ = std::max(durable_, gen);
   if ((t.flags & CRFS_TRANS_F_SYNC) || durability_ == Durability::kSync) {
     uint64_t durable = 0;
     RequestError sync_err;
