@@ -449,6 +449,21 @@ Status FileOps::Chmod(const std::string& path, uint32_t mode) {
   return Commit({ItemRange{k, k, {Item{k, *in}}}}).status();
 }
 
+Status FileOps::SetAttrs(const std::string& path, const Attrs& attrs) {
+  c_->StartView();  // what this change reads from here on is its base
+  auto obj = c_->Lookup(path);
+  if (!obj.ok()) return obj.status();
+  auto in = Inode(*obj);
+  if (!in.ok()) return in.status();
+  if (attrs.uid) in->uid = *attrs.uid;
+  if (attrs.gid) in->gid = *attrs.gid;
+  if (attrs.size) in->size = *attrs.size;
+  if (attrs.atime) in->atime = *attrs.atime;
+  if (attrs.mtime) in->mtime = *attrs.mtime;
+  const Key k{*obj, CRFS_INODE_ITEM_KEY, 0};
+  return Commit({ItemRange{k, k, {Item{k, *in}}}}).status();
+}
+
 Status FileOps::SetXattr(const std::string& path, const std::string& name, const std::string& value) {
   c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);

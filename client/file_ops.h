@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,14 @@ class FileOps {
   Status Link(const std::string& existing, const std::string& path);
   Status Symlink(const std::string& target, const std::string& path);
   Status Chmod(const std::string& path, uint32_t mode);
+  // Attribute changes of one object in one transaction (a setattr): each
+  // field that is set changes; the rest stay.
+  struct Attrs {
+    std::optional<uint32_t> uid, gid;  // tenant ids
+    std::optional<uint64_t> size;      // regular files: truncate or extend
+    std::optional<proto::Timespec> atime, mtime;
+  };
+  Status SetAttrs(const std::string& path, const Attrs& attrs);
   Status SetXattr(const std::string& path, const std::string& name, const std::string& value);
   Status RemoveXattr(const std::string& path, const std::string& name);
   // Copies the local directory tree `local` to a new directory `path`

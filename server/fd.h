@@ -9,6 +9,7 @@ namespace crfs::server {
 
 struct Fd {
   int fd = -1;
+  Fd() = default;
   explicit Fd(int f) : fd(f) {}
   ~Fd() {
     if (fd >= 0) close(fd);

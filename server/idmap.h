@@ -35,6 +35,10 @@ class IdMap {
   uint32_t UidToTenant(uint32_t host_uid) const { return ToTenant(host_uid, c_.uid_base); }
   uint32_t GidToTenant(uint32_t host_gid) const { return ToTenant(host_gid, c_.gid_base); }
 
+  // Is a host id inside the map (shown to the tenant as itself, not squashed)?
+  bool HostUidMapped(uint32_t host_uid) const { return host_uid >= c_.uid_base && host_uid - c_.uid_base < c_.count; }
+  bool HostGidMapped(uint32_t host_gid) const { return host_gid >= c_.gid_base && host_gid - c_.gid_base < c_.count; }
+
   const IdMapConfig& config() const { return c_; }
 
  private:

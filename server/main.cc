@@ -1,4 +1,5 @@
 // crfsd - the crfs server. See docs/crfsd.md.
+#include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <time.h>
@@ -89,6 +90,13 @@ int main(int argc, char** argv) {
   }
   if (check_only) return CheckOnly(config_path, *config);
   signal(SIGPIPE, SIG_IGN);
+  // Tenant users act with their fsuid and fsgid alone (access.h): any
+  // supplementary group crfsd kept (root's group 0, an admin group) would
+  // count in every permission check made for them. Before any thread exists.
+  if (setgroups(0, nullptr) != 0 && getgroups(0, nullptr) != 0) {
+    Log(LogLevel::kError, "cannot drop supplementary groups: %s", std::strerror(errno));
+    return 1;
+  }
   // One fd per session: take the whole hard limit for them.
   struct rlimit nofile;
   if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {

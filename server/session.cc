@@ -382,7 +382,7 @@ void Session::OnItemQuery(const Frame& f) {
   q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
   std::vector<proto::ItemRange> ranges;
   RequestError err;
-  if (!tenant_->Query(serial_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  if (!tenant_->Query(serial_, credentials_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
   SendRanges(f.id, std::move(ranges));
 }
 
@@ -398,7 +398,7 @@ void Session::OnTreeQuery(const Frame& f) {
   q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
   std::vector<proto::ItemRange> ranges;
   RequestError err;
-  if (!tenant_->TreeQuery(q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  if (!tenant_->TreeQuery(credentials_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
   SendRanges(f.id, std::move(ranges));
 }
 
@@ -408,7 +408,7 @@ void Session::OnDataRead(const Frame& f) {
   static_assert(CRFS_MIN_PAYLOAD >= sizeof(struct crfs_msg_data) + CRFS_MAX_DATA_BYTES + 4 * 16);
   std::vector<proto::Data> data;
   RequestError err;
-  if (!tenant_->Read(serial_, r, &data, &err)) return Final(f.id, err.err, err.text);
+  if (!tenant_->Read(serial_, credentials_, r, &data, &err)) return Final(f.id, err.err, err.text);
   for (auto& d : data) {
     if (!Send(f.id, 0, std::move(d))) return;
   }

@@ -16,6 +16,7 @@
 #include <set>
 
 #include "proto/snoop.h"
+#include "server/access.h"
 #include "server/fd.h"
 #include "server/fs_credentials.h"
 #include "server/log.h"
@@ -442,7 +443,7 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
   return Fail(err, EINVAL, "unknown op");
 }
 
-bool TenantStore::Searchable(uint64_t dir, std::set<uint64_t>* searchable, RequestError* err) {
+bool TenantStore::Searchable(const Access& access, uint64_t dir, std::set<uint64_t>* searchable, RequestError* err) {
   std::vector<uint64_t> chain;
   for (uint64_t d = dir; !searchable->count(d);) {
     chain.push_back(d);
@@ -457,7 +458,9 @@ bool TenantStore::Searchable(uint64_t dir, std::set<uint64_t>* searchable, Reque
   for (uint64_t d : chain) {
     int dfd = DirFd(d, 0, err);
     if (dfd < 0) return false;
-    if (faccessat(dfd, ".", X_OK, AT_EACCESS) != 0) {
+    struct stat st;
+    if (fstat(dfd, &st) != 0) return Errno(err, "stat");
+    if (!access.Permitted(dfd, st, X_OK)) {
       return Fail(err, EACCES, "no search permission on directory " + std::to_string(d));
     }
     searchable->insert(d);
@@ -465,23 +468,33 @@ bool TenantStore::Searchable(uint64_t dir, std::set<uint64_t>* searchable, Reque
   return true;
 }
 
-bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err) {
+bool TenantStore::PermitPlan(const Plan& plan, const Access& access, RequestError* err) {
+  const uid_t uid = access.uid();
+  const gid_t gid = access.gid();
   // Every directory from the root down to `dir` must be searchable, as if
   // the user had walked the path (crfsd reaches it through cached fds).
   std::set<uint64_t> searchable;
-  auto reachable = [&](uint64_t dir) { return Searchable(dir, &searchable, err); };
+  auto reachable = [&](uint64_t dir) { return Searchable(access, dir, &searchable, err); };
+  // The object as the kernel would check it: its fd (O_PATH) and stat.
+  auto stat_of = [&](uint64_t obj, Fd* fd, struct stat* st) {
+    fd->fd = OpenObject(obj, O_PATH, err);
+    if (fd->fd < 0) return false;
+    return fstat(fd->fd, st) == 0 || Errno(err, "stat");
+  };
   auto dir_writable = [&](uint64_t dir) {
     if (proto::IsProvisional(dir)) return true;  // made by this transaction, as this user
     if (!reachable(dir)) return false;
     int dfd = DirFd(dir, 0, err);
     if (dfd < 0) return false;
-    if (faccessat(dfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+    struct stat st;
+    if (fstat(dfd, &st) != 0) return Errno(err, "stat");
+    if (!access.Permitted(dfd, st, W_OK | X_OK)) {
       return Fail(err, EACCES, "no write permission on directory " + std::to_string(dir));
     }
     return true;
   };
   // In a sticky directory only the owner of the directory or of the entry
-  // may remove or move the entry.
+  // (or the root privileged over the entry) may remove or move the entry.
   auto sticky_ok = [&](uint64_t dir, uint64_t obj) {
     if (proto::IsProvisional(dir) || proto::IsProvisional(obj)) return true;
     int dfd = DirFd(dir, 0, err);
@@ -489,47 +502,47 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
     struct stat d;
     if (fstat(dfd, &d) != 0) return Errno(err, "stat");
     if (!(d.st_mode & S_ISVTX) || d.st_uid == uid) return true;
-    int fd = OpenObject(obj, O_PATH, err);
-    if (fd < 0) return false;
+    Fd fd;
     struct stat o;
-    const int r = fstat(fd, &o);
-    close(fd);
-    if (r != 0) return Errno(err, "stat");
-    return o.st_uid == uid || Fail(err, EPERM, "sticky directory: not the owner of " + std::to_string(obj));
+    if (!stat_of(obj, &fd, &o)) return false;
+    return access.OwnerOrCapable(o) || Fail(err, EPERM, "sticky directory: not the owner of " + std::to_string(obj));
   };
-  auto object = [&](uint64_t obj, bool write_access, bool owner) {
+  enum Need { kWrite, kOwner, kXattr };
+  auto object = [&](uint64_t obj, Need need) {
     if (proto::IsProvisional(obj)) return true;
     if (auto e = table_.find(obj); e != table_.end() && !reachable(e->second.parent)) return false;
-    int fd = OpenObject(obj, O_PATH, err);
-    if (fd < 0) return false;
+    Fd fd;
     struct stat st;
-    bool ok = fstat(fd, &st) == 0;
-    if (ok && owner && st.st_uid != uid) ok = Fail(err, EPERM, "not the owner of " + std::to_string(obj));
-    if (ok && write_access && faccessat(fd, "", W_OK, AT_EACCESS | AT_EMPTY_PATH) != 0) {
-      ok = Fail(err, EACCES, "no write permission on " + std::to_string(obj));
+    if (!stat_of(obj, &fd, &st)) return false;
+    if (need == kOwner && !access.OwnerOrCapable(st))
+      return Fail(err, EPERM, "not the owner of " + std::to_string(obj));
+    // user.* xattrs of a sticky directory: its owner's (xattr_permission()).
+    if (need == kXattr && S_ISDIR(st.st_mode) && (st.st_mode & S_ISVTX) && !access.OwnerOrCapable(st)) {
+      return Fail(err, EPERM, "sticky directory: not the owner of " + std::to_string(obj));
     }
-    close(fd);
-    return ok;
+    if (need != kOwner && !access.Permitted(fd.fd, st, W_OK)) {
+      return Fail(err, EACCES, "no write permission on " + std::to_string(obj));
+    }
+    return true;
   };
   for (const Op& op : plan.ops) {
     bool ok = true;
     switch (op.kind) {
       case Op::kCreate:
         ok = dir_writable(op.dir);
-        if (ok && (op.uid != uid || op.gid != gid)) ok = Fail(err, EPERM, "new objects belong to their creator");
+        // The tenant's root may make objects for any of its users (the
+        // planner mapped their ids); anyone else makes its own.
+        if (ok && !access.tenant_root() && (op.uid != uid || op.gid != gid)) {
+          ok = Fail(err, EPERM, "new objects belong to their creator");
+        }
         break;
       case Op::kLink:
-        // protected_hardlinks: only the owner, or one who may read and
-        // write the file, links it; and its name must be reachable.
         ok = dir_writable(op.dir);
         if (ok && !proto::IsProvisional(op.obj)) {
-          int fd = OpenObject(op.obj, O_PATH, err);
-          if (fd < 0) return false;
+          Fd fd;
           struct stat st;
-          ok = fstat(fd, &st) == 0 &&
-               (st.st_uid == uid || faccessat(fd, "", R_OK | W_OK, AT_EACCESS | AT_EMPTY_PATH) == 0);
-          close(fd);
-          if (!ok) return Fail(err, EPERM, "may not link " + std::to_string(op.obj));
+          if (!stat_of(op.obj, &fd, &st)) return false;
+          if (!access.MayLink(fd.fd, st)) return Fail(err, EPERM, "may not link " + std::to_string(op.obj));
           auto e = table_.find(op.obj);
           ok = e != table_.end() && reachable(e->second.parent);
         }
@@ -543,21 +556,31 @@ bool TenantStore::PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestErro
         if (ok && op.dir != op.dir2) {
           for (uint64_t moving : {op.obj, op.kind == Op::kExchange ? op.obj2 : uint64_t{0}}) {
             auto e = table_.find(moving);
-            if (ok && e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(moving, true, false);
+            if (ok && e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(moving, kWrite);
           }
         }
         break;
       case Op::kWrite:
       case Op::kPunch:
-      case Op::kTruncate:
+      case Op::kTruncate: ok = object(op.obj, kWrite); break;
       case Op::kSetXattr:
-      case Op::kRemoveXattr: ok = object(op.obj, true, false); break;
+      case Op::kRemoveXattr: ok = object(op.obj, kXattr); break;
       case Op::kChmod:
-      case Op::kSetTimes: ok = object(op.obj, false, true); break;
-      case Op::kChown:
-        ok = object(op.obj, false, true);
-        if (ok && (op.uid != uid || op.gid != gid)) ok = Fail(err, EPERM, "only the tenant's root gives objects away");
+      case Op::kSetTimes: ok = object(op.obj, kOwner); break;
+      case Op::kChown: {
+        if (proto::IsProvisional(op.obj)) break;
+        ok = object(op.obj, kOwner);
+        if (!ok) break;
+        Fd fd;
+        struct stat st;
+        if (!stat_of(op.obj, &fd, &st)) return false;
+        if (!access.MayChown(st, op.uid, op.gid)) {
+          ok = Fail(err, EPERM,
+                    access.tenant_root() ? "the owner of " + std::to_string(op.obj) + " is outside the tenant's map"
+                                         : std::string("only the tenant's root gives objects away"));
+        }
         break;
+      }
     }
     if (!ok) return false;
   }
@@ -622,10 +645,13 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   if (err->err != 0) return false;
   const auto planned = std::chrono::steady_clock::now();
   if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
-  if (!tenant_root) {
+  {
+    // Checked for everyone, the tenant's root included (over objects owned
+    // outside its map it is an ordinary user: access.h), without file
+    // capabilities: the kernel answers for the unprivileged user.
     FsCredentials creds(*host_uid, *host_gid, false);
     if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
-    if (!PermitPlan(plan, *host_uid, *host_gid, err)) return false;
+    if (!PermitPlan(plan, Access(ids_, *host_uid, *host_gid, tenant_root), err)) return false;
   }
   if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
   // With crfsd's own rights, after every check that may refuse the plan:

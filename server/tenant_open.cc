@@ -45,16 +45,19 @@ bool TenantStore::HoldOpen(uint64_t session, const ClientCredentials& who, uint6
   }
   if (S_ISDIR(st.st_mode) && (flags & CRFS_OPEN_WRITE)) return Fail(err, EISDIR, "a directory is not opened to write");
   // As open(2) would check it for this user (the tenant's root: as root in
-  // its tree).
+  // its tree, over objects owned inside its map: access.h).
   {
     const bool tenant_root = who.uid == 0 && !ids_.config().root_squash;
-    FsCredentials creds(*host_uid, *host_gid, tenant_root);
+    FsCredentials creds(*host_uid, *host_gid, false);
     if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
+    const Access access(ids_, *host_uid, *host_gid, tenant_root);
     // The path to it must be searchable, as for open(2).
     std::set<uint64_t> searchable;
-    if (auto e = table_.find(ino); e != table_.end() && !Searchable(e->second.parent, &searchable, err)) return false;
+    if (auto e = table_.find(ino); e != table_.end() && !Searchable(access, e->second.parent, &searchable, err)) {
+      return false;
+    }
     const int mask = ((flags & CRFS_OPEN_READ) ? R_OK : 0) | ((flags & CRFS_OPEN_WRITE) ? W_OK : 0);
-    if (faccessat(fd.fd, "", mask, AT_EACCESS | AT_EMPTY_PATH) != 0) {
+    if (!access.Permitted(fd.fd, st, mask)) {
       return Fail(err, EACCES,
                   std::string("no ") + ((flags & CRFS_OPEN_WRITE) ? "write" : "read") + " permission on " +
                       std::to_string(ino));

@@ -21,7 +21,9 @@
 
 #include "proto/checksum.h"
 #include "proto/codec.h"
+#include "server/access.h"
 #include "server/fd.h"
+#include "server/fs_credentials.h"
 #include "server/log.h"
 
 namespace crfs::server {
@@ -398,12 +400,62 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   return true;
 }
 
-bool TenantStore::Query(uint64_t session, const proto::ItemQuery& q, std::vector<proto::ItemRange>* out,
-                        RequestError* err) {
+bool TenantStore::MayRead(const ClientCredentials& who, uint64_t ino, ReadRights* rights, RequestError* err) {
+  const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
+  if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
+  if (const uint32_t kept = KeptAccess(ino); kept != 0) {  // nameless: as the session holds it
+    rights->read = (kept & CRFS_OPEN_READ) != 0;
+    rights->search = false;
+    return true;
+  }
+  if (ino != CRFS_ROOT_OBJECTID && !table_.count(ino)) {
+    return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+  }
+  FsCredentials creds(*host_uid, *host_gid, false);
+  if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
+  const Access access(ids_, *host_uid, *host_gid, who.uid == 0 && !ids_.config().root_squash);
+  if (ino != CRFS_ROOT_OBJECTID) {
+    std::set<uint64_t> searchable;
+    if (!Searchable(access, table_.at(ino).parent, &searchable, err)) return false;
+  }
+  Fd fd(OpenObject(ino, O_PATH, err));
+  if (fd.fd < 0) return false;
+  struct stat st;
+  if (fstat(fd.fd, &st) != 0) return Fail(err, errno, "stat: " + std::string(strerror(errno)));
+  const bool has_contents = S_ISREG(st.st_mode) || S_ISDIR(st.st_mode);
+  rights->read = !has_contents || access.Permitted(fd.fd, st, R_OK);
+  rights->search = !S_ISDIR(st.st_mode) || access.Permitted(fd.fd, st, X_OK);  // (nothing to find in a non-directory)
+  return true;
+}
+
+bool TenantStore::Query(uint64_t session, const ClientCredentials& who, const proto::ItemQuery& q,
+                        std::vector<proto::ItemRange>* out, RequestError* err) {
   Acting acting(this, session);
   const uint64_t ino = q.key.objectid;
   if (ino < CRFS_ROOT_OBJECTID || ino >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
-  const Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
+  Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
+  ReadRights rights;
+  if (!MayRead(who, ino, &rights, err)) return false;
+  // A lookup (the DIR_ITEM of one name hash) needs search permission on the
+  // directory; anything else of its contents read permission: the reply
+  // stops before the first such item.
+  const bool lookup = q.key.type == CRFS_DIR_ITEM_KEY && end.objectid == ino && end.type == CRFS_DIR_ITEM_KEY &&
+                      end.offset == q.key.offset;
+  if (lookup && !rights.search) {
+    return Fail(err, EACCES, "no search permission on directory " + std::to_string(ino));
+  }
+  if (!lookup && !rights.read) {
+    for (uint8_t type : {CRFS_XATTR_ITEM_KEY, CRFS_DIR_ITEM_KEY, CRFS_DIR_INDEX_KEY, CRFS_EXTENT_DATA_KEY}) {
+      const Key first{ino, type, 0};
+      if (end < first) break;
+      if (Key{ino, type, ~0ull} < q.key) continue;
+      if (!(q.key < first)) {
+        return Fail(err, EACCES, "no read permission on " + std::to_string(ino) + ": its contents are not shown");
+      }
+      end = Key{ino, static_cast<uint8_t>(type - 1), ~0ull};
+      break;
+    }
+  }
   std::vector<Item> all;
   bool truncated = false;
   if (!ItemsOf(ino, q.key, end, &all, &truncated, err)) return false;
@@ -432,10 +484,14 @@ bool TenantStore::Query(uint64_t session, const proto::ItemQuery& q, std::vector
   return true;
 }
 
-bool TenantStore::TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRange>* out, RequestError* err) {
+bool TenantStore::TreeQuery(const ClientCredentials& who, const proto::TreeQuery& q, std::vector<proto::ItemRange>* out,
+                            RequestError* err) {
   if (q.objectid < CRFS_ROOT_OBJECTID || q.objectid >= CRFS_PROVISIONAL_FIRST) {
     return Fail(err, ENOENT, "no such object");
   }
+  ReadRights top;
+  if (!MayRead(who, q.objectid, &top, err)) return false;
+  if (!top.read) return Fail(err, EACCES, "no read permission on directory " + std::to_string(q.objectid));
   if (q.objectid != CRFS_ROOT_OBJECTID) {
     auto it = table_.find(q.objectid);
     if (it == table_.end()) return Fail(err, ENOENT, "no object " + std::to_string(q.objectid) + " in tenant " + name_);
@@ -446,6 +502,8 @@ bool TenantStore::TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRa
   for (size_t next = 0; next < todo.size() && total < kMaxQueryReply; next++) {
     const uint64_t d = todo[next];
     RequestError e;
+    ReadRights rights;
+    if (d != q.objectid && (!MayRead(who, d, &rights, &e) || !rights.read)) continue;  // as if not reached
     int dfd = DirFd(d, 0, &e);
     std::vector<Item> items;
     if (dfd < 0 || !DirItems(dfd, d, &items, &e)) {
@@ -487,7 +545,8 @@ bool TenantStore::TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRa
   return true;
 }
 
-bool TenantStore::Read(uint64_t session, const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err) {
+bool TenantStore::Read(uint64_t session, const ClientCredentials& who, const proto::DataRead& r,
+                       std::vector<proto::Data>* out, RequestError* err) {
   Acting acting(this, session);
   if (r.objectid == CRFS_ROOT_OBJECTID) return Fail(err, EISDIR, "is a directory");
   if (r.objectid >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
@@ -504,6 +563,9 @@ bool TenantStore::Read(uint64_t session, const proto::DataRead& r, std::vector<p
   // Only regular files are opened for reading (see ItemsOf).
   if (type == CRFS_FT_DIR) return Fail(err, EISDIR, "is a directory");
   if (type != CRFS_FT_REG_FILE) return Fail(err, EINVAL, "not a regular file");
+  ReadRights rights;
+  if (!MayRead(who, r.objectid, &rights, err)) return false;
+  if (!rights.read) return Fail(err, EACCES, "no read permission on " + std::to_string(r.objectid));
   Fd fd(OpenObject(r.objectid, O_RDONLY | O_NONBLOCK | O_NOCTTY, err));
   if (fd.fd < 0) return false;
   struct stat st;

@@ -46,6 +46,7 @@
 
 #include "proto/messages.h"
 #include "proto/status.h"
+#include "server/access.h"
 #include "server/commit_plan.h"
 #include "server/config.h"
 #include "server/idmap.h"
@@ -123,16 +124,24 @@ class TenantStore : public TreeView {
   // q.bytes of encoded range and CRFS_MAX_RANGE_ITEMS items (but at least one
   // item), together at most
   // kMaxQueryReply bytes. Only q.key.objectid is answered (protocol.md §7).
-  bool Query(uint64_t session, const proto::ItemQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
+  // Reads are checked as `who` (ReadRights): a reply stops early before the
+  // first item the user may not see (protocol.md §7, ITEM_QUERY), and a
+  // query that starts at one is EACCES.
+  bool Query(uint64_t session, const ClientCredentials& who, const proto::ItemQuery& q,
+             std::vector<proto::ItemRange>* out, RequestError* err);
 
   // Answers a TREE_QUERY: the DIR_INDEX ranges of directory q.objectid and
   // of the directories below it, breadth first, each range at most q.bytes
   // and CRFS_MAX_RANGE_ITEMS items, together about kMaxQueryReply bytes
   // (whole directories; a directory over the budget alone is cut short).
-  bool TreeQuery(const proto::TreeQuery& q, std::vector<proto::ItemRange>* out, RequestError* err);
+  // Directories below q.objectid that `who` may not read get no range.
+  bool TreeQuery(const ClientCredentials& who, const proto::TreeQuery& q, std::vector<proto::ItemRange>* out,
+                 RequestError* err);
 
   // Answers a DATA_READ: zero DATA replies at or past end of file.
-  bool Read(uint64_t session, const proto::DataRead& r, std::vector<proto::Data>* out, RequestError* err);
+  // EACCES unless `who` may read the file.
+  bool Read(uint64_t session, const ClientCredentials& who, const proto::DataRead& r, std::vector<proto::Data>* out,
+            RequestError* err);
 
   // OPEN: `session`, acting as `who`, holds `ino` (a regular file or
   // directory the tenant was shown) with CRFS_OPEN_* `flags`, if `who` may
@@ -178,11 +187,12 @@ class TenantStore : public TreeView {
   // what a kCreate made.
   bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err,
              uint64_t gen, size_t index, const Undo& undo);
-  // For a user other than the tenant's root: would the kernel let the
-  // current fs credentials make every change of `plan`? Checked before
-  // anything happens, so that a refusal changes nothing (the kernel still
-  // checks each call).
-  bool PermitPlan(const Plan& plan, uid_t uid, gid_t gid, RequestError* err);
+  // Would the kernel let `access`'s user make every change of `plan`, the
+  // tenant's root with a user namespace's semantics (access.h)? Checked
+  // before anything happens, so that a refusal changes nothing (the kernel
+  // still checks each call of a user other than the tenant's root). Runs
+  // with FsCredentials(uid, gid, false) in effect.
+  bool PermitPlan(const Plan& plan, const Access& access, RequestError* err);
   // The TRANS_REPLY map of a transaction that created `created` and the
   // entries `new_indexes` (made: provisional -> inode).
   std::vector<proto::TransMapEntry> ReplyMap(const std::vector<uint64_t>& created,
@@ -246,10 +256,22 @@ class TenantStore : public TreeView {
   // false: the plan did not run), or those of objects that still have a
   // name after it ran.
   void ReleaseKept(const std::vector<uint64_t>& kept, bool applied);
+  // What `who` may do with `ino` when reading it, as the kernel would
+  // decide for that user (access.h): `read`: its contents (entries, xattr
+  // values, data and its layout; always for objects without contents);
+  // `search`: look names up in it (a directory; true for others: they hold
+  // no names). ENOENT if the tenant cannot
+  // name it, EACCES if no path to it is searchable. A nameless object this
+  // session holds: the access it holds it with.
+  struct ReadRights {
+    bool read = false;
+    bool search = false;
+  };
+  bool MayRead(const ClientCredentials& who, uint64_t ino, ReadRights* rights, RequestError* err);
   // Would the current fs credentials be allowed to walk from the root down
   // to directory `dir` (search permission on each)? *searchable caches
   // directories already checked.
-  bool Searchable(uint64_t dir, std::set<uint64_t>* searchable, RequestError* err);
+  bool Searchable(const Access& access, uint64_t dir, std::set<uint64_t>* searchable, RequestError* err);
   // An O_PATH fd of directory `ino`, owned by the directory cache (do not
   // close it); -1 with *err set.
   int DirFd(uint64_t ino, int depth, RequestError* err);

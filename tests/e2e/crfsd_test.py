@@ -40,6 +40,16 @@ def run(*cmd, check=True, **kw):
     return subprocess.run([str(c) for c in cmd], check=check, capture_output=True, text=True, **kw)
 
 
+def give(path, uid=100000, gid=100000):
+    """What an admin places in a tenant's tree for the tenant: owned by the tenant's root
+    (acme's map starts at 100000), as `chown -R` would. The tenant's root is root only over
+    objects owned inside its map (SECURITY.md §3.5)."""
+    os.lchown(path, uid, gid)
+    for top, dirs, files in os.walk(path):
+        for n in dirs + files:
+            os.lchown(os.path.join(top, n), uid, gid)
+
+
 def frame(msg_type, payload=b'', req_id=1, info=0):
     return struct.pack('<QIIHHI', req_id, info, len(payload), msg_type, 0, 0) + payload
 
@@ -65,6 +75,11 @@ class Fixture:
 
     def path(self, *p):
         return os.path.join(self.dir, *p)
+
+    @staticmethod
+    def read(path):
+        with open(path, 'rb') as f:
+            return f.read()
 
     def setup(self):
         img = self.path('storage.img')
@@ -127,8 +142,11 @@ class Fixture:
         if os.path.exists(port_file):
             os.remove(port_file)
         self.log = open(self.path('crfsd.log'), 'a')
+        # Started with host root's group as a supplementary group, as from a root login
+        # shell: crfsd must not let tenant users act with it (transactions_test.py:
+        # TenantRootIsRootOnlyInsideItsMap).
         self.crfsd = subprocess.Popen([CRFSD, '--config', self.path('crfsd.json'), '--port-file', port_file],
-                                      stdout=self.log, stderr=self.log)
+                                      stdout=self.log, stderr=self.log, extra_groups=[0])
         for _ in range(100):
             if os.path.exists(port_file):
                 with open(port_file) as f:

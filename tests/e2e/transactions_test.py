@@ -139,6 +139,7 @@ class Operations(unittest.TestCase):
                     fh.write('data')
                 os.symlink('x', os.path.join(root, f'd{d}', 'inner', f'l{f}'))
         os.link(os.path.join(root, 'd0', 'f0'), acme('survivor'))
+        base.give(root)
         r = crfs('--stats', 'rm', '-r', '/tree')
         # HELLO, the lookups, one TREE_QUERY for all 21 directories, one
         # transaction: a handful of frames, not one per directory or file.
@@ -271,6 +272,7 @@ class Operations(unittest.TestCase):
         # The tenant is not shown a nested subvolume, and must not be able to remove it with
         # the directory that holds it: rm -r is refused up front, everything stays.
         os.makedirs(acme('holds', 'more'))
+        base.give(acme('holds'))
         run('btrfs', 'subvolume', 'create', acme('holds', 'admins'))
         with open(acme('holds', 'admins', 'keep'), 'w') as f:
             f.write('the admin\'s\n')
@@ -459,7 +461,8 @@ class OpenFiles(unittest.TestCase):
             crfs('rm', '/wo-held')
             out, err = sh(f'stat @{n}')
             self.assertIn('Links: 0', out)
-            self.assertNotIn('Xattr', out)  # nameless: only what write access allows
+            self.assertNotIn('Xattr: user.tag', out)  # nameless: only what write access allows
+            self.assertIn('Xattrs: not shown: EACCES', out)
             out, err = sh(f'cat @{n}')
             self.assertIn('EBADF', err)
             self.assertEqual(sh(f'write @{n} 0 S'), ('', ''))
@@ -611,6 +614,26 @@ class UsersInsideATenant(unittest.TestCase):
         self.carol('rm', '-r', '/carol-home/projects')
         self.assertEqual(os.listdir(acme('carol-home')), [])
 
+    def test_reads_are_checked_as_her_user(self):
+        src = W().path('private.txt')
+        with open(src, 'w') as f:
+            f.write('alice only\n')
+        crfs('mkdir', '/alices')
+        crfs('put', src, '/alices/private.txt')
+        crfs('chmod', '600', '/alices/private.txt')
+        r = self.carol('cat', '/alices/private.txt', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertNotIn('alice only', r.stdout)
+        self.assertIn('private.txt', self.carol('ls', '/alices').stdout)  # 0755: she may list it
+        crfs('chmod', '711', '/alices')
+        r = self.carol('ls', '/alices', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertIn('Mode: 0600', self.carol('stat', '/alices/private.txt').stdout)  # search is enough for stat
+        crfs('chmod', '700', '/alices')
+        r = self.carol('stat', '/alices/private.txt', check=False)
+        self.assertIn('EACCES', r.stderr)
+        crfs('rm', '-r', '/alices')
+
     def test_refused_where_she_may_not_and_nothing_changes(self):
         # The tenant root's directory (0755, uid 100000): no entries for carol.
         r = self.carol('mkdir', '/not-carols', check=False)
@@ -655,6 +678,112 @@ class UsersInsideATenant(unittest.TestCase):
         self.carol('put', src, '/shared/carols.txt')
         self.carol('rm', '/shared/carols.txt')
         self.assertFalse(os.path.exists(acme('shared', 'carols.txt')))
+
+
+class TenantRootIsRootOnlyInsideItsMap(unittest.TestCase):
+    """The id map works like a user namespace (SECURITY.md §3.5): the tenant's root (alice) has
+    root's powers over objects whose owner uid and gid are both in acme's map, and over anything
+    else (owned by host root, by beta's range, half-mapped) only what the mode bits give the
+    ordinary user 100000:100000 with no supplementary groups. Each refusal changes nothing."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = acme('adm')
+        os.makedirs(os.path.join(d, 'private'))
+        os.chmod(os.path.join(d, 'private'), 0o700)
+        for name, mode, owner, data in (('tool', 0o755, (0, 0), b'#!/bin/sh\n'),
+                                        ('secret', 0o600, (0, 0), b'host secret\n'),
+                                        ('open', 0o666, (0, 0), b'anyone\n'),
+                                        ('group', 0o660, (0, 0), b'root group\n')):
+            with open(os.path.join(d, name), 'wb') as f:
+                f.write(data)
+            os.chmod(os.path.join(d, name), mode)
+        for name, owner in (('beta-owned', (200000, 200000)), ('half-mapped', (100000, 0)),
+                            ('carols', (101000, 101000))):
+            with open(acme(name), 'wb') as f:
+                f.write(b'original\n')
+            os.chown(acme(name), *owner)
+            os.chmod(acme(name), 0o644 if name != 'carols' else 0o600)
+        os.setxattr(acme('adm', 'secret'), 'user.tag', b'x')
+        cls.src = W().path('overwrite.txt')
+        with open(cls.src, 'w') as f:
+            f.write('overwritten\n')
+
+    def snapshot(self):
+        out = {}
+        for p in ('adm', 'adm/tool', 'adm/secret', 'adm/open', 'adm/group', 'adm/private', 'beta-owned',
+                  'half-mapped'):
+            st = os.lstat(acme(p))
+            data = W().read(acme(p)) if stat.S_ISREG(st.st_mode) else None
+            out[p] = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, data,
+                      sorted(os.listdir(acme(p))) if stat.S_ISDIR(st.st_mode) else None,
+                      os.listxattr(acme(p)))
+        return out
+
+    def refused(self, errname, *args):
+        before = self.snapshot()
+        r = crfs(*args, check=False)
+        self.assertNotEqual(r.returncode, 0, args)
+        self.assertIn(errname, r.stderr, args)
+        self.assertEqual(self.snapshot(), before, f'{args} changed something')
+
+    def test_no_power_over_objects_owned_outside_the_map(self):
+        self.refused('EPERM', 'chmod', '4755', '/adm/tool')  # no setuid-root binary made by a tenant
+        self.refused('EPERM', 'chown', '0:0', '/beta-owned')
+        self.refused('EPERM', 'chown', '0', '/adm/tool')
+        self.refused('EPERM', 'touch', '/beta-owned', '1000')
+        self.refused('EACCES', 'put', self.src, '/beta-owned')
+        self.refused('EACCES', 'truncate', '0', '/beta-owned')
+        self.refused('EACCES', 'setfattr', '-n', 'user.x', '-v', '1', '/adm/tool')
+        self.refused('EPERM', 'ln', '/beta-owned', '/beta-link')  # protected_hardlinks: not hers to link
+        self.refused('EACCES', 'mkdir', '/adm/x')
+        self.refused('EACCES', 'rm', '/adm/tool')
+        self.refused('EACCES', 'mv', '/adm/tool', '/tool')
+        self.refused('EACCES', 'rm', '-r', '/adm')
+        # The group of host root is not hers either (crfsd keeps no supplementary groups).
+        self.refused('EACCES', 'truncate', '0', '/adm/group')
+
+    def test_reads_need_the_mode_bits_too(self):
+        r = crfs('cat', '/adm/secret', check=False)
+        self.assertIn('EACCES', r.stderr)
+        self.assertNotIn('host secret', r.stdout)
+        out = crfs('stat', '/adm/secret').stdout  # the inode is visible (search permission on adm)
+        self.assertIn('Mode: 0600', out)
+        self.assertIn('Xattrs: not shown: EACCES', out)  # its contents are not
+        self.assertNotIn('user.tag', out)
+        for args in (('ls', '/adm/private'), ('cat', '/adm/group'), ('find', '/adm/private')):
+            r = crfs(*args, check=False)
+            self.assertIn('EACCES', r.stderr, args)
+        self.assertEqual(crfs('cat', '/adm/open').stdout, 'anyone\n')
+        self.assertIn('tool', crfs('ls', '/adm').stdout)
+
+    def test_what_the_modes_allow_and_what_is_hers(self):
+        before = os.lstat(acme('adm', 'open'))
+        crfs('put', self.src, '/adm/open')  # world-writable: anyone may write
+        self.assertEqual(W().read(acme('adm', 'open')), b'overwritten\n')
+        self.assertEqual((os.lstat(acme('adm', 'open')).st_uid, stat.S_IMODE(os.lstat(acme('adm', 'open')).st_mode)),
+                         (before.st_uid, 0o666))
+        # Removing an entry is the directory's business: her root directory, anyone's entry.
+        shutil_copy = acme('beta-copy')
+        with open(shutil_copy, 'wb') as f:
+            f.write(b'x')
+        os.chown(shutil_copy, 200000, 200000)
+        crfs('rm', '/beta-copy')
+        self.assertFalse(os.path.lexists(shutil_copy))
+        # Half-mapped (uid hers, gid host root's): she is its owner, not root over it.
+        crfs('chmod', '600', '/half-mapped')
+        self.assertEqual(stat.S_IMODE(os.lstat(acme('half-mapped')).st_mode), 0o600)
+        self.refused('EPERM', 'chown', '5:5', '/half-mapped')
+        crfs('chown', ':0', '/half-mapped')  # her own group: allowed to the owner
+        self.assertEqual(os.lstat(acme('half-mapped')).st_gid, 100000)
+        # Over objects inside the map she is root: another user's 0600 file.
+        self.assertEqual(crfs('cat', '/carols').stdout, 'original\n')
+        crfs('chmod', '4755', '/carols')
+        crfs('chown', '7:7', '/carols')
+        crfs('truncate', '3', '/carols')
+        crfs('touch', '/carols', '1000')
+        st = os.lstat(acme('carols'))
+        self.assertEqual((st.st_uid, st.st_gid, st.st_size, st.st_mtime), (100007, 100007, 3, 1000))
 
 
 class Protocol(unittest.TestCase):
