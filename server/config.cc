@@ -234,6 +234,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
     CRFS_RETURN_IF_ERROR(l.U32("stop_timeout_ms", &c.stop_timeout_ms, 0, 3600000));
     CRFS_RETURN_IF_ERROR(l.U32("max_open_per_session", &c.max_open_per_session, 1, 1 << 16));
     CRFS_RETURN_IF_ERROR(l.U32("max_unnamed_per_tenant", &c.max_unnamed_per_tenant, 1, 1 << 16));
+    CRFS_RETURN_IF_ERROR(l.U32("max_known_objects_per_tenant", &c.max_known_objects_per_tenant, 64, 1u << 28));
     CRFS_RETURN_IF_ERROR(l.Finish());
   }
   CRFS_RETURN_IF_ERROR(s);

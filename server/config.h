@@ -65,8 +65,9 @@ struct ServerConfig {
   // SIGTERM: how long crfsd may take to finish, answer and sync what it has
   // taken before it exits anyway (a second SIGTERM ends it at once).
   uint32_t stop_timeout_ms = 30000;
-  uint32_t max_open_per_session = 1024;    // objects one session holds open (OPEN)
-  uint32_t max_unnamed_per_tenant = 4096;  // open objects without names a tenant's store keeps fds of
+  uint32_t max_open_per_session = 1024;             // objects one session holds open (OPEN)
+  uint32_t max_known_objects_per_tenant = 1 << 18;  // names a tenant's object table keeps (tenant_store.h)
+  uint32_t max_unnamed_per_tenant = 4096;           // open objects without names a tenant's store keeps fds of
   Durability durability = Durability::kPower;
   std::vector<TenantConfig> tenants;
 

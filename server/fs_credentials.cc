@@ -40,4 +40,21 @@ FsCredentials::~FsCredentials() {
   if (raised_ && old_uid_ != 0) SetFileCaps(false);
 }
 
+ServerCredentials::ServerCredentials() {
+  old_uid_ = static_cast<uid_t>(setfsuid(static_cast<uid_t>(-1)));
+  old_gid_ = static_cast<gid_t>(setfsgid(static_cast<gid_t>(-1)));
+  if (old_uid_ != 0) {
+    capng_get_caps_process();
+    had_caps_ = capng_have_capability(CAPNG_EFFECTIVE, CAP_DAC_OVERRIDE) != 0;
+  }
+  setfsuid(0);  // the kernel raises the file capabilities again
+  setfsgid(0);
+}
+
+ServerCredentials::~ServerCredentials() {
+  setfsgid(old_gid_);
+  setfsuid(old_uid_);
+  if (old_uid_ != 0 && had_caps_) SetFileCaps(true);
+}
+
 }  // namespace crfs::server

@@ -36,4 +36,21 @@ class FsCredentials {
   bool ok_ = false;
 };
 
+// For the span of one internal step (learning an object's names from btrfs,
+// which needs CAP_DAC_READ_SEARCH): crfsd's own fsuid and fsgid (0) and with
+// them its file capabilities, whatever FsCredentials is in effect on this
+// thread; the destructor restores that, raised capabilities included.
+class ServerCredentials {
+ public:
+  ServerCredentials();
+  ~ServerCredentials();
+  ServerCredentials(const ServerCredentials&) = delete;
+  ServerCredentials& operator=(const ServerCredentials&) = delete;
+
+ private:
+  uid_t old_uid_;
+  gid_t old_gid_;
+  bool had_caps_ = false;
+};
+
 }  // namespace crfs::server

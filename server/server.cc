@@ -66,6 +66,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
     auto store = TenantStore::Open(s->config_.storage_root, t, rebooted);
     if (!store.ok()) return store.status();
     (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
+    (*store)->SetTableLimit(s->config_.max_known_objects_per_tenant);
     (*store)->SetDurability(s->config_.durability);
     auto worker = StoreWorker::Start();
     if (!worker.ok()) return worker.status();

@@ -51,24 +51,11 @@ bool TenantStore::Items(uint64_t ino, const proto::Key& from, const proto::Key& 
 }
 
 bool TenantStore::Shape(uint64_t ino, uint32_t* mode, uint32_t* nlink, RequestError* err) {
-  auto it = ino == CRFS_ROOT_OBJECTID ? table_.end() : table_.find(ino);
-  if (it == table_.end()) {
-    std::vector<proto::Item> items;
-    if (!Items(ino, {ino, CRFS_INODE_ITEM_KEY, 0}, {ino, CRFS_INODE_ITEM_KEY, 0}, &items, err)) return false;
-    if (items.empty()) return Fail(err, ENOENT, "no such object");
-    const auto& in = std::get<proto::InodeItem>(items[0].body);
-    *mode = in.mode;
-    *nlink = in.nlink;
-    return true;
-  }
-  int dfd = DirFd(it->second.parent, 0, err);
-  if (dfd < 0) return false;
+  if (ino < CRFS_ROOT_OBJECTID || proto::IsProvisional(ino)) return Fail(err, ENOENT, "no such object");
+  Fd fd(OpenObject(ino, O_PATH, err));
+  if (fd.fd < 0) return false;
   struct stat st;
-  if (fstatat(dfd, it->second.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "stat");
-  if (st.st_dev != dev_ || st.st_ino != ino) {
-    table_.erase(it);
-    return Fail(err, ENOENT, "object " + std::to_string(ino) + " changed");
-  }
+  if (fstat(fd.fd, &st) != 0) return Errno(err, "stat");
   *mode = st.st_mode & (S_IFMT | 07777);
   *nlink = static_cast<uint32_t>(st.st_nlink);
   return true;
@@ -86,13 +73,14 @@ bool TenantStore::HasHidden(uint64_t dir) {
 
 uint64_t TenantStore::ParentOf(uint64_t ino) {
   if (ino == CRFS_ROOT_OBJECTID) return ino;
-  auto it = table_.find(ino);
-  return it == table_.end() ? 0 : it->second.parent;
+  RequestError ignored;
+  const Entry* e = Known(ino, &ignored);
+  return e ? e->parent : 0;
 }
 
 uint64_t TenantStore::ChangedAt(uint64_t ino) {
   auto it = changed_.find(ino);
-  return it == changed_.end() ? 0 : it->second;
+  return it == changed_.end() ? changed_floor_ : std::max(it->second, changed_floor_);
 }
 
 int64_t TenantStore::Lookup(uint64_t dir, const std::string& name, RequestError* err) {
@@ -106,24 +94,6 @@ int64_t TenantStore::Lookup(uint64_t dir, const std::string& name, RequestError*
   }
   if (st.st_dev != dev_) return Fail(err, EXDEV, name + " is not the tenant's"), -1;
   return static_cast<int64_t>(st.st_ino);
-}
-
-void TenantStore::Moved(uint64_t ino, uint64_t from_dir, const std::string& from, uint64_t to_dir,
-                        const std::string& to) {
-  auto it = table_.find(ino);
-  if (it != table_.end() && it->second.parent == from_dir && it->second.name == from) {
-    it->second.parent = to_dir;
-    it->second.name = to;
-  }
-}
-
-void TenantStore::Forget(uint64_t ino, uint64_t dir, const std::string& name) {
-  auto it = table_.find(ino);
-  if (it != table_.end() && it->second.parent == dir && it->second.name == name) table_.erase(it);
-  if (auto d = dir_cache_.find(ino); d != dir_cache_.end()) {
-    close(d->second);
-    dir_cache_.erase(d);
-  }
 }
 
 bool TenantStore::Rediscover(RequestError* err) {
@@ -230,7 +200,9 @@ Status TenantStore::Recover(JournalContents contents) {
   sequence_ = 0;
   durable_ = Generation();
   changed_.clear();
+  changed_floor_ = 0;
   table_.clear();  // relearned from listings, as after any start
+  names_ = 0;
   for (auto& [ino, fd] : dir_cache_) close(fd);
   dir_cache_.clear();
   return Status::Ok();
@@ -281,7 +253,7 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
         }
       }
       *inode = st.st_ino;
-      table_[st.st_ino] = Entry{dir, 0, op.name, proto::FileTypeOfMode(op.mode)};
+      Saw(dir, st.st_ino, 0, op.name, proto::FileTypeOfMode(op.mode));
       // Owner-only until the plan's last steps give it its mode (kChmod).
       if (fchownat(dfd, name, op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "chown " + op.name);
       return true;
@@ -294,15 +266,16 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
         if (replay && static_cast<uint64_t>(now) == obj) return true;
         return Fail(err, EEXIST, op.name + " exists");
       }
-      auto e = table_.find(obj);
-      if (e == table_.end()) return Fail(err, ENOENT, "no name of " + std::to_string(obj) + " to link from");
-      const Entry src = e->second;
+      const Entry* e = Known(obj, err);
+      if (!e) return false;
+      const Entry src = *e;
       int sfd = DirFd(src.parent, 0, err);
       if (sfd < 0) return false;
       if (Lookup(src.parent, src.name, err) != static_cast<int64_t>(obj)) return Fail(err, ENOENT, "link source moved");
       int dfd = DirFd(dir, 0, err);
       if (dfd < 0) return false;
       if (linkat(sfd, src.name.c_str(), dfd, op.name.c_str(), 0) != 0) return Errno(err, "link " + op.name);
+      Saw(dir, obj, 0, op.name, src.type);
       return true;
     }
     case Op::kRename:
@@ -342,7 +315,11 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       // crash, or for a name the table does not hold (another hard link),
       // the file system decides.
       auto known = table_.find(obj);
-      if (replay || known == table_.end() || known->second.parent != dir || known->second.name != op.name) {
+      bool vouched = known != table_.end() && known->second.parent == dir && known->second.name == op.name;
+      if (known != table_.end()) {
+        for (const Name& n : known->second.more) vouched = vouched || (n.parent == dir && n.name == op.name);
+      }
+      if (replay || !vouched) {
         int64_t now = Lookup(dir, op.name, err);
         if (now < 0) return false;
         if (static_cast<uint64_t>(now) != obj) {
@@ -415,11 +392,12 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
         if (op.kind != Op::kSetTimes) return Fail(err, EPERM, "not on a symlink");
         const struct timespec ts[2] = {{static_cast<time_t>(op.atime.sec), op.atime.nsec},
                                        {static_cast<time_t>(op.mtime.sec), op.mtime.nsec}};
-        auto e = table_.find(obj);
-        if (e == table_.end()) return Fail(err, ENOENT, "symlink has no known name");
-        int dfd = DirFd(e->second.parent, 0, err);
+        const Entry* e = Known(obj, err);
+        if (!e) return false;
+        const std::string name = e->name;
+        int dfd = DirFd(e->parent, 0, err);
         if (dfd < 0) return false;
-        if (utimensat(dfd, e->second.name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "utimens");
+        if (utimensat(dfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW) != 0) return Errno(err, "utimens");
         return true;
       }
       const std::string path = ProcPath(fd.fd);
@@ -448,9 +426,9 @@ bool TenantStore::Searchable(const Access& access, uint64_t dir, std::set<uint64
   for (uint64_t d = dir; !searchable->count(d);) {
     chain.push_back(d);
     if (d == CRFS_ROOT_OBJECTID || chain.size() > 4096) break;
-    auto e = table_.find(d);
-    if (e == table_.end()) return Fail(err, ENOENT, "directory " + std::to_string(d) + " is not known");
-    d = e->second.parent;
+    const Entry* e = Known(d, err);
+    if (!e) return false;
+    d = e->parent;
   }
   // From the top down, as a path walk goes: a directory fd not cached yet
   // is opened (as this user) only below one found searchable.
@@ -466,6 +444,23 @@ bool TenantStore::Searchable(const Access& access, uint64_t dir, std::set<uint64
     searchable->insert(d);
   }
   return true;
+}
+
+bool TenantStore::Reachable(const Access& access, uint64_t ino, std::set<uint64_t>* searchable, RequestError* err) {
+  if (ino == CRFS_ROOT_OBJECTID || proto::IsProvisional(ino)) return true;
+  if (!table_.count(ino) && KeptAccess(ino) != 0) return true;  // nameless, held by this session
+  const Entry* e = Known(ino, err);
+  if (!e) return false;
+  std::vector<uint64_t> parents{e->parent};
+  for (const Name& n : e->more) parents.push_back(n.parent);
+  RequestError first;
+  for (uint64_t p : parents) {
+    RequestError e2;
+    if (Searchable(access, p, searchable, &e2)) return true;
+    if (first.err == 0) first = e2;
+  }
+  *err = first;
+  return false;
 }
 
 bool TenantStore::PermitPlan(const Plan& plan, const Access& access, RequestError* err) {
@@ -510,7 +505,7 @@ bool TenantStore::PermitPlan(const Plan& plan, const Access& access, RequestErro
   enum Need { kWrite, kOwner, kXattr };
   auto object = [&](uint64_t obj, Need need) {
     if (proto::IsProvisional(obj)) return true;
-    if (auto e = table_.find(obj); e != table_.end() && !reachable(e->second.parent)) return false;
+    if (!Reachable(access, obj, &searchable, err)) return false;
     Fd fd;
     struct stat st;
     if (!stat_of(obj, &fd, &st)) return false;
@@ -543,8 +538,7 @@ bool TenantStore::PermitPlan(const Plan& plan, const Access& access, RequestErro
           struct stat st;
           if (!stat_of(op.obj, &fd, &st)) return false;
           if (!access.MayLink(fd.fd, st)) return Fail(err, EPERM, "may not link " + std::to_string(op.obj));
-          auto e = table_.find(op.obj);
-          ok = e != table_.end() && reachable(e->second.parent);
+          ok = Reachable(access, op.obj, &searchable, err);
         }
         break;
       case Op::kUnlink: ok = dir_writable(op.dir) && sticky_ok(op.dir, op.obj); break;
@@ -555,7 +549,7 @@ bool TenantStore::PermitPlan(const Plan& plan, const Access& access, RequestErro
         // A directory moving to another parent has its ".." rewritten.
         if (ok && op.dir != op.dir2) {
           for (uint64_t moving : {op.obj, op.kind == Op::kExchange ? op.obj2 : uint64_t{0}}) {
-            auto e = table_.find(moving);
+            auto e = moving == 0 ? table_.end() : table_.find(moving);
             if (ok && e != table_.end() && e->second.type == CRFS_FT_DIR) ok = object(moving, kWrite);
           }
         }
@@ -635,6 +629,7 @@ const StoredAnswer* TenantStore::Remembered(const StoredAnswer* who_txn, int err
 bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCredentials& who,
                          const StoredAnswer* who_txn, CommitResult* result, RequestError* err) {
   Acting acting(this, session);
+  TrimTables();
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
   // The tenant's root acts as root in its tree; root squash makes it nobody.

@@ -53,9 +53,7 @@ bool TenantStore::HoldOpen(uint64_t session, const ClientCredentials& who, uint6
     const Access access(ids_, *host_uid, *host_gid, tenant_root);
     // The path to it must be searchable, as for open(2).
     std::set<uint64_t> searchable;
-    if (auto e = table_.find(ino); e != table_.end() && !Searchable(access, e->second.parent, &searchable, err)) {
-      return false;
-    }
+    if (!Reachable(access, ino, &searchable, err)) return false;
     const int mask = ((flags & CRFS_OPEN_READ) ? R_OK : 0) | ((flags & CRFS_OPEN_WRITE) ? W_OK : 0);
     if (!access.Permitted(fd.fd, st, mask)) {
       return Fail(err, EACCES,

@@ -146,20 +146,29 @@ int TenantStore::OpenChild(int dir_fd, const std::string& name, uint64_t want_in
 int TenantStore::DirFd(uint64_t ino, int depth, RequestError* err) {
   if (ino == CRFS_ROOT_OBJECTID) return root_fd_;
   if (auto it = dir_cache_.find(ino); it != dir_cache_.end()) return it->second;
-  auto it = table_.find(ino);
-  if (it == table_.end() || depth > kMaxDepth) {
-    if (it != table_.end()) table_.erase(it);  // a loop of stale parents: forget it
+  if (depth > kMaxDepth) {  // a loop of stale parents: forget it
+    if (auto it = table_.find(ino); it != table_.end()) Forget(ino, it->second.parent, it->second.name);
     Fail(err, ENOENT, "no directory " + std::to_string(ino) + " in tenant " + name_);
     return -1;
   }
-  const Entry e = it->second;
+  const Entry* known = Known(ino, err);
+  if (!known) return -1;
+  const Entry e = *known;
   int parent = DirFd(e.parent, depth + 1, err);
-  if (parent < 0) return -1;
-  int fd = OpenChild(parent, e.name, ino, O_PATH | O_DIRECTORY, err);
-  if (fd < 0) {
-    table_.erase(ino);  // stale: forget it; a new listing re-learns it
-    return -1;
+  int fd = parent < 0 ? -1 : OpenChild(parent, e.name, ino, O_PATH | O_DIRECTORY, err);
+  if (fd < 0 && depth == 0) {
+    // Stale (moved behind crfsd's back): forget the name, ask btrfs where
+    // the directory is now, and try once more.
+    Forget(ino, e.parent, e.name);
+    RequestError again;
+    const Entry* now = Known(ino, &again);
+    if (now && (now->parent != e.parent || now->name != e.name)) {
+      const Entry moved = *now;
+      parent = DirFd(moved.parent, depth + 1, &again);
+      fd = parent < 0 ? -1 : OpenChild(parent, moved.name, ino, O_PATH | O_DIRECTORY, &again);
+    }
   }
+  if (fd < 0) return -1;
   if (dir_cache_.size() >= kDirCacheMax) {
     for (auto& [cached_ino, cached_fd] : dir_cache_) close(cached_fd);
     dir_cache_.clear();
@@ -177,28 +186,42 @@ int TenantStore::OpenObject(uint64_t ino, int flags, RequestError* err) {
     if (fd < 0) Fail(err, errno, "open root: " + std::string(strerror(errno)));
     return fd;
   }
-  auto it = table_.find(ino);
-  if (it == table_.end()) {
-    if (KeptAccess(ino) != 0) {
-      int fd = fcntl(held_.at(ino).fd, F_DUPFD_CLOEXEC, 0);
-      if (fd < 0) Errno(err, "dup");
-      return fd;
-    }
-    Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
-    return -1;
+  if (!table_.count(ino) && KeptAccess(ino) != 0) {
+    int fd = fcntl(held_.at(ino).fd, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) Errno(err, "dup");
+    return fd;
   }
-  const Entry e = it->second;
-  int dir = DirFd(e.parent, 0, err);
-  if (dir < 0) return -1;
-  int fd = OpenChild(dir, e.name, ino, flags, err);
-  if (fd < 0) {
-    table_.erase(ino);
-    if (auto d = dir_cache_.find(e.parent); d != dir_cache_.end()) {  // the parent may be gone too
-      close(d->second);
-      dir_cache_.erase(d);
+  // Through any of its names: one that is gone is forgotten, one this
+  // user cannot reach is skipped; when every known name is gone, btrfs is
+  // asked for the names it has now (once).
+  for (int round = 0; round < 2; round++) {
+    if (round == 1 || !table_.count(ino)) {
+      if (!LearnNames(ino, err)) return -1;
+      if (!table_.count(ino)) break;
+      round = 1;
+    }
+    const Entry& e = table_.at(ino);
+    std::vector<Name> names{Name{e.parent, e.index, e.name}};
+    names.insert(names.end(), e.more.begin(), e.more.end());
+    RequestError denied;
+    for (const Name& n : names) {
+      RequestError tried;
+      int dir = DirFd(n.parent, 0, &tried);
+      int fd = dir < 0 ? -1 : OpenChild(dir, n.name, ino, flags, &tried);
+      if (fd >= 0) return fd;
+      if (tried.err == ENOENT) {
+        Forget(ino, n.parent, n.name);
+      } else if (denied.err == 0) {
+        denied = tried;
+      }
+    }
+    if (denied.err != 0) {
+      *err = denied;
+      return -1;
     }
   }
-  return fd;
+  Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+  return -1;
 }
 
 bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, RequestError* err) {
@@ -252,7 +275,7 @@ bool TenantStore::DirItems(int dir_fd, uint64_t ino, std::vector<Item>* items, R
       if (by_index.size() >= kMaxDirEntries) {
         return Fail(err, EOVERFLOW, "directory has more than " + std::to_string(kMaxDirEntries) + " entries");
       }
-      table_[d->d_ino] = Entry{ino, this_index, name, e.type};
+      Saw(ino, d->d_ino, this_index, name, e.type);
       by_hash[proto::BtrfsNameHash(name)].entries.push_back(e);
       by_index.push_back(Item{{ino, CRFS_DIR_INDEX_KEY, this_index}, proto::DirEntries{{e}}});
     }
@@ -281,14 +304,13 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   uint8_t type = CRFS_FT_DIR;
   bool contents = true;  // xattrs, data layout, entries: not for a write-only holder of a nameless object
   if (ino != CRFS_ROOT_OBJECTID) {
-    auto it = table_.find(ino);
-    if (it != table_.end()) {
-      type = it->second.type;
-    } else if (const uint32_t access = KeptAccess(ino); access != 0) {
+    if (const uint32_t access = table_.count(ino) ? 0 : KeptAccess(ino); access != 0) {
       type = held_.at(ino).type;  // no name any more, held open by this session
       contents = (access & CRFS_OPEN_READ) != 0;
+    } else if (const Entry* e = Known(ino, err)) {
+      type = e->type;
     } else {
-      return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
+      return false;
     }
   }
   const int flags = type == CRFS_FT_DIR        ? O_RDONLY | O_DIRECTORY
@@ -302,7 +324,12 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   }
   const bool is_dir = S_ISDIR(sx.stx_mode), is_reg = S_ISREG(sx.stx_mode);
   if (is_dir != (type == CRFS_FT_DIR) || is_reg != (type == CRFS_FT_REG_FILE)) {
-    table_.erase(ino);
+    if (auto it = table_.find(ino); it != table_.end()) {
+      Entry& e = it->second;
+      names_ -= e.more.size();
+      e.more.clear();
+      Forget(ino, e.parent, e.name);
+    }
     return Fail(err, ENOENT, "object " + std::to_string(ino) + " changed type");
   }
   const bool readable = is_dir || is_reg;
@@ -325,10 +352,17 @@ bool TenantStore::ItemsOf(uint64_t ino, const Key& from, const Key& to, std::vec
   items->push_back(Item{{ino, CRFS_INODE_ITEM_KEY, 0}, inode});
 
   if (ino != CRFS_ROOT_OBJECTID) {
-    auto it = table_.find(ino);
-    if (it != table_.end()) {
-      items->push_back(
-          Item{{ino, CRFS_INODE_REF_KEY, it->second.parent}, proto::InodeRefs{{{it->second.index, it->second.name}}}});
+    // Every name, one INODE_REF per directory (as btrfs keeps them), each
+    // directory's names by index. A nameless held object has none.
+    if (sx.stx_nlink > 0 && wanted(CRFS_INODE_REF_KEY)) {
+      std::map<uint64_t, std::vector<proto::InodeRefEntry>> by_dir;
+      for (Name& n : NamesOf(ino, sx.stx_nlink, is_dir)) by_dir[n.parent].push_back({n.index, std::move(n.name)});
+      for (auto& [dir, refs] : by_dir) {
+        std::sort(refs.begin(), refs.end(), [](const proto::InodeRefEntry& a, const proto::InodeRefEntry& b) {
+          return a.index != b.index ? a.index < b.index : a.name < b.name;
+        });
+        items->push_back(Item{{ino, CRFS_INODE_REF_KEY, dir}, proto::InodeRefs{std::move(refs)}});
+      }
     }
   } else {
     items->push_back(Item{{ino, CRFS_INODE_REF_KEY, ino}, proto::InodeRefs{{{0, ".."}}}});
@@ -408,16 +442,12 @@ bool TenantStore::MayRead(const ClientCredentials& who, uint64_t ino, ReadRights
     rights->search = false;
     return true;
   }
-  if (ino != CRFS_ROOT_OBJECTID && !table_.count(ino)) {
-    return Fail(err, ENOENT, "no object " + std::to_string(ino) + " in tenant " + name_);
-  }
+  if (ino != CRFS_ROOT_OBJECTID && !Known(ino, err)) return false;
   FsCredentials creds(*host_uid, *host_gid, false);
   if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
   const Access access(ids_, *host_uid, *host_gid, who.uid == 0 && !ids_.config().root_squash);
-  if (ino != CRFS_ROOT_OBJECTID) {
-    std::set<uint64_t> searchable;
-    if (!Searchable(access, table_.at(ino).parent, &searchable, err)) return false;
-  }
+  std::set<uint64_t> searchable;
+  if (!Reachable(access, ino, &searchable, err)) return false;
   Fd fd(OpenObject(ino, O_PATH, err));
   if (fd.fd < 0) return false;
   struct stat st;
@@ -431,6 +461,7 @@ bool TenantStore::MayRead(const ClientCredentials& who, uint64_t ino, ReadRights
 bool TenantStore::Query(uint64_t session, const ClientCredentials& who, const proto::ItemQuery& q,
                         std::vector<proto::ItemRange>* out, RequestError* err) {
   Acting acting(this, session);
+  TrimTables();
   const uint64_t ino = q.key.objectid;
   if (ino < CRFS_ROOT_OBJECTID || ino >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
   Key end = std::min(q.max, Key{ino, 0xff, ~0ull});
@@ -489,13 +520,14 @@ bool TenantStore::TreeQuery(const ClientCredentials& who, const proto::TreeQuery
   if (q.objectid < CRFS_ROOT_OBJECTID || q.objectid >= CRFS_PROVISIONAL_FIRST) {
     return Fail(err, ENOENT, "no such object");
   }
+  TrimTables();
   ReadRights top;
   if (!MayRead(who, q.objectid, &top, err)) return false;
   if (!top.read) return Fail(err, EACCES, "no read permission on directory " + std::to_string(q.objectid));
   if (q.objectid != CRFS_ROOT_OBJECTID) {
-    auto it = table_.find(q.objectid);
-    if (it == table_.end()) return Fail(err, ENOENT, "no object " + std::to_string(q.objectid) + " in tenant " + name_);
-    if (it->second.type != CRFS_FT_DIR) return Fail(err, ENOTDIR, "not a directory");
+    const Entry* e = Known(q.objectid, err);
+    if (!e) return false;
+    if (e->type != CRFS_FT_DIR) return Fail(err, ENOTDIR, "not a directory");
   }
   std::vector<uint64_t> todo{q.objectid};
   size_t total = 0;
@@ -548,17 +580,18 @@ bool TenantStore::TreeQuery(const ClientCredentials& who, const proto::TreeQuery
 bool TenantStore::Read(uint64_t session, const ClientCredentials& who, const proto::DataRead& r,
                        std::vector<proto::Data>* out, RequestError* err) {
   Acting acting(this, session);
+  TrimTables();
   if (r.objectid == CRFS_ROOT_OBJECTID) return Fail(err, EISDIR, "is a directory");
   if (r.objectid >= CRFS_PROVISIONAL_FIRST) return Fail(err, ENOENT, "no such object");
   uint8_t type = 0;
-  if (auto it = table_.find(r.objectid); it != table_.end()) {
-    type = it->second.type;
-  } else if (const uint32_t access = KeptAccess(r.objectid); access != 0) {
+  if (const uint32_t access = table_.count(r.objectid) ? 0 : KeptAccess(r.objectid); access != 0) {
     // No name any more: only the access this session opened it with.
     if (!(access & CRFS_OPEN_READ)) return Fail(err, EBADF, "open only for writing");
     type = held_.at(r.objectid).type;
+  } else if (const Entry* e = Known(r.objectid, err)) {
+    type = e->type;
   } else {
-    return Fail(err, ENOENT, "no such object");
+    return false;
   }
   // Only regular files are opened for reading (see ItemsOf).
   if (type == CRFS_FT_DIR) return Fail(err, EISDIR, "is a directory");

@@ -8,11 +8,22 @@
 // never builds paths from client input and never uses file handles
 // (open_by_handle_at would reach every subvolume: DESIGN.md §7).
 //
-// Objectids a client may name are the ones this store has shown the tenant:
-// the root (256) and every entry of every directory it has listed. That
-// table maps an objectid to its parent, name and directory index. Anything
-// else is ENOENT, as is anything on another device (a nested subvolume or
-// snapshot) or an object whose number changed under us (renamed/replaced).
+// Objectids a client may name are those of the objects of the tenant's
+// tree: the root (256) and anything with a name in it outside crfsd's undo
+// area. The store keeps a table of the objects it knows: for each, every
+// name it knows (parent, name, directory index), learned from directory
+// listings and from the transactions it applies. An objectid the table does
+// not hold (never listed since crfsd started, dropped by the table's bound,
+// its known names gone while it has others) is looked up in btrfs's own
+// back references (BTRFS_IOC_INO_PATHS: the object's INODE_REF and
+// INODE_EXTREF items; crfsd needs CAP_SYS_ADMIN for it), and each path it
+// gives is walked from the root with openat2 and learned only if it leads to
+// that object on the tenant's device. So a live object is never ENOENT, and
+// INODE_REF items list every name (verified on each query of an object with
+// more than one link). Anything on another device (a nested subvolume or
+// snapshot) or reachable only through the undo area is ENOENT. The table is
+// bounded (limits.max_known_objects_per_tenant): past it, entries are
+// dropped and relearned on demand.
 //
 // Sessions may hold objects open (OPEN/CLOSE, docs/protocol.md §7). Before
 // a transaction removes a name of a held object, the store opens it and
@@ -157,6 +168,9 @@ class TenantStore : public TreeView {
     max_kept_ = kept;
   }
   void SetDurability(Durability d) { durability_ = d; }
+  // Objects the table keeps at most (crfsd.json limits.max_known_objects_per_tenant).
+  void SetTableLimit(size_t max_objects) { max_known_ = max_objects; }
+  size_t known_objects() const { return table_.size(); }
   // The session ended: it holds nothing any more.
   void CloseAllHeld(uint64_t session);
 
@@ -171,11 +185,18 @@ class TenantStore : public TreeView {
   static constexpr uint64_t kMaxExtentItem = 1ull << 30;
 
  private:
+  struct Name {
+    uint64_t parent = 0;
+    uint64_t index = 0;  // DIR_INDEX offset (0: not known yet)
+    std::string name;
+  };
   struct Entry {
+    // The name the store reaches the object by.
     uint64_t parent = 0;
     uint64_t index = 0;
     std::string name;
-    uint8_t type = 0;  // CRFS_FT_* as the directory listing reported it
+    uint8_t type = 0;        // CRFS_FT_* as the directory listing reported it
+    std::vector<Name> more;  // its other known names (hard links; never for a directory)
   };
 
   TenantStore(std::string name, const IdMapConfig& ids, int root_fd, dev_t dev)
@@ -235,8 +256,29 @@ class TenantStore : public TreeView {
   Status Recover(JournalContents contents);
   // The entry of `dir` named `name`: its inode, 0 if none; -1 on error.
   int64_t Lookup(uint64_t dir, const std::string& name, RequestError* err);
+  // The object table (see the top of this file). Saw: `dir` has an entry
+  // `name` (at DIR_INDEX `index`, 0 if not known) for `ino` of `type`.
+  // Moved and Forget change or drop one name; an object without names
+  // leaves the table.
+  void Saw(uint64_t dir, uint64_t ino, uint64_t index, const std::string& name, uint8_t type);
   void Moved(uint64_t ino, uint64_t from_dir, const std::string& from, uint64_t to_dir, const std::string& to);
   void Forget(uint64_t ino, uint64_t dir, const std::string& name);
+  // The entry of `ino` (not the root), learning its names from btrfs if the
+  // table lacks it (LearnNames); nullptr with *err set (ENOENT) if the tenant
+  // has no such object. The pointer is valid until the table next changes.
+  const Entry* Known(uint64_t ino, RequestError* err);
+  // BTRFS_IOC_INO_PATHS for `ino`: every path is walked from the root and
+  // learned (with the directories on its way) if it leads to `ino`.
+  bool LearnNames(uint64_t ino, RequestError* err);
+  // Every name of `ino` (`nlink` links; a directory has one) that is there
+  // now: known names are checked and stale ones dropped; if fewer remain
+  // than the link count says, the rest are learned from btrfs.
+  std::vector<Name> NamesOf(uint64_t ino, uint32_t nlink, bool is_dir);
+  // Between requests: keeps the table, the hidden-name lists and changed_
+  // within max_known_ (dropped entries are relearned on demand; a dropped
+  // change time counts as the generation it was dropped at: stale bases
+  // stay stale).
+  void TrimTables();
 
   // Opens objectid `ino` with `flags` (O_PATH, O_RDONLY, ...), verified to be
   // that inode on the tenant's device; an object that has no name the store
@@ -272,6 +314,9 @@ class TenantStore : public TreeView {
   // to directory `dir` (search permission on each)? *searchable caches
   // directories already checked.
   bool Searchable(const Access& access, uint64_t dir, std::set<uint64_t>* searchable, RequestError* err);
+  // Is some name of `ino` on a path the user may search (the root always;
+  // a nameless object held by the acting session too)? EACCES if none is.
+  bool Reachable(const Access& access, uint64_t ino, std::set<uint64_t>* searchable, RequestError* err);
   // An O_PATH fd of directory `ino`, owned by the directory cache (do not
   // close it); -1 with *err set.
   int DirFd(uint64_t ino, int depth, RequestError* err);
@@ -293,6 +338,8 @@ class TenantStore : public TreeView {
   size_t replay_next_op_ = 0;          // replay: the first op without a DONE record
   bool replay_after_reboot_ = true;    // Open's after_reboot
   std::unordered_map<uint64_t, Entry> table_;
+  size_t names_ = 0;  // names in table_, counting every one of each entry
+  size_t max_known_ = 1 << 18;
   // Per directory, as its last listing found them: names taken by objects
   // the tenant is not shown (nested subvolumes and snapshots).
   std::unordered_map<uint64_t, std::set<std::string>> hidden_;
@@ -302,6 +349,7 @@ class TenantStore : public TreeView {
   bool journal_broken_ = false;  // a journal write failed: no commits until restart
   // Generation at which each object last changed, this epoch.
   std::unordered_map<uint64_t, uint64_t> changed_;
+  uint64_t changed_floor_ = 0;  // ChangedAt of an object changed_ no longer holds
   // Directories opened recently, by objectid: a lookup costs one openat2
   // from the parent instead of one per path component. An fd keeps naming
   // its directory wherever it is renamed to, and a rename cannot leave the

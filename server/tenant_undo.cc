@@ -314,7 +314,7 @@ bool TenantStore::UndoOp(uint64_t gen, size_t index, const Op& op, const Undo& u
     int dfd = DirFd(d, 0, err);
     struct stat st;
     if (dfd >= 0 && fstatat(dfd, n.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_ino == o) {
-      table_[o] = Entry{d, 0, n, proto::FileTypeOfMode(st.st_mode)};
+      Saw(d, o, 0, n, proto::FileTypeOfMode(st.st_mode));
     }
   };
   switch (op.kind) {
@@ -409,9 +409,10 @@ bool TenantStore::UndoOp(uint64_t gen, size_t index, const Op& op, const Undo& u
     if (!S_ISLNK(st.st_mode) && chmod(path.c_str(), u.mode) != 0) return Errno(err, "undo chmod");
     const struct timespec ts[2] = {Unix(u.atime), Unix(u.mtime)};
     if (S_ISLNK(st.st_mode)) {
-      auto e = table_.find(obj);
-      int dfd = e == table_.end() ? -1 : DirFd(e->second.parent, 0, err);
-      if (dfd >= 0) utimensat(dfd, e->second.name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
+      const Entry* e = Known(obj, err);
+      const std::string name = e ? e->name : std::string();
+      int dfd = e ? DirFd(e->parent, 0, err) : -1;
+      if (dfd >= 0) utimensat(dfd, name.c_str(), ts, AT_SYMLINK_NOFOLLOW);
     } else if (utimensat(AT_FDCWD, path.c_str(), ts, 0) != 0) {
       return Errno(err, "undo times");
     }

@@ -31,7 +31,7 @@ CRFSCTL = os.path.join(BUILD, 'tools', 'crfsctl')
 PKI = os.path.join(SRC, 'pki', 'crfs-pki')
 
 HELLO, HELLO_REPLY, FINAL_REPLY, PING, ITEM_QUERY, ITEM_RANGE, DATA_READ, DATA = 9, 10, 1, 15, 2, 3, 11, 12
-EPROTO, ENOENT, EOPNOTSUPP = 71, 2, 95
+EPROTO, ENOENT, EOPNOTSUPP, EISDIR = 71, 2, 95, 21
 
 W = None  # the fixture (module globals below)
 
@@ -335,12 +335,17 @@ class Confinement(unittest.TestCase):
         self.assertIn("Extent: 0+11 inline", W.crfs('stat', '/evil').stdout, 'the link itself is readable')
 
     def test_other_tenants_objectids_are_enoent(self):
-        # acme has listed its tree; its objectids mean nothing to beta, and
-        # no objectid gives beta acme's data.
+        # acme has listed its tree; its objectids mean nothing to beta: an objectid names an
+        # object of beta's own tree (found from btrfs's back references even before beta
+        # listed anything) or nothing (ENOENT), and no objectid gives beta acme's data.
         W.crfs('ls', '/docs')
+        beta = os.path.join(W.mnt, 'tenants', 'beta')
+        betas = {os.lstat(os.path.join(top, n)).st_ino
+                 for top, dirs, files in os.walk(beta) for n in dirs + files
+                 if '.crfs-undo' not in os.path.join(top, n)}  # crfsd's undo area: not the tenant's
         s = session('beta', 'bob')
         seen = []
-        for oid in range(256, 300):
+        for oid in range(257, 300):
             s.sendall(frame(DATA_READ, struct.pack('<QQII', oid, 0, 4096, 0), oid))
             while True:
                 _, info, typ, payload = recv_frame(s)
@@ -348,8 +353,11 @@ class Confinement(unittest.TestCase):
                     seen.append(payload)
                 if typ == FINAL_REPLY:
                     break
-            if oid != 256:
-                self.assertIn(info, (ENOENT,), f'objectid {oid} before beta listed anything')
+            if oid in betas:
+                self.assertIn(info, (0, EISDIR), f'objectid {oid}: beta\'s own')
+            else:
+                self.assertEqual(info, ENOENT, f'objectid {oid}: not in beta\'s tree')
+        self.assertTrue(any(b'beta secret' in p for p in seen))
         self.assertFalse(any(b'hello acme' in p for p in seen))
         s.close()
         self.assertEqual(W.crfs('cat', '/secret.txt', tenant='beta', client='bob').stdout, 'beta secret\n')

@@ -75,6 +75,8 @@ INSTANTIATE_TEST_SUITE_P(
                   "limits.max_open_per_session"},
         BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_unnamed_per_tenant\": 0",
                   "limits.max_unnamed_per_tenant"},
+        BadConfig{"\"max_sessions\": 100", "\"max_sessions\": 100, \"max_known_objects_per_tenant\": 63",
+                  "limits.max_known_objects_per_tenant"},
         BadConfig{"\"count\": 65536", "\"count\": 0", "tenants.acme.id_map.count: must be an integer"},
         BadConfig{"\"uid_base\": 100000, ", "", "tenants.acme.id_map.uid_base"},
         BadConfig{"\"count\": 1000,", "\"count\": 4294967295,", "tenants.beta.id_map.count: base + count"},
