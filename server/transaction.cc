@@ -87,7 +87,8 @@ RequestError ValidateTransaction(const Transaction& t, const IdMap& ids) {
   size_t items = 0;
   for (const auto& r : t.ranges) {
     if (r.min.objectid != r.max.objectid) return Err(EINVAL, "range " + K(r.min) + " covers more than one objectid");
-    if (r.min.objectid < CRFS_ROOT_OBJECTID) return Err(EPERM, "range " + K(r.min) + " is outside the tenant");
+    if (r.min.objectid < CRFS_ROOT_OBJECTID)
+      return Err(ENOENT, "range " + K(r.min) + ": no such object in the tenant (objectids start at 256)");
     order.push_back(&r);
     items += r.items.size();
   }

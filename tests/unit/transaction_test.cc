@@ -85,7 +85,7 @@ const Bad kBad[] = {
      [](Transaction& t) {
        t.ranges.push_back(ItemRange{{5, 0, 0}, {5, 0xff, ~0ull}, {}});
      },
-     EPERM, "outside the tenant"},
+     ENOENT, "no such object in the tenant"},
     {"overlapping ranges",
      [](Transaction& t) {
        t.ranges.push_back(ItemRange{{P0, 1, 0}, {P0, 1, 0}, {}});
