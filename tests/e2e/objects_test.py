@@ -27,31 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
 import reliability_test as rel  # noqa: E402
 from crfsd_test import FINAL_REPLY, ITEM_QUERY, ITEM_RANGE, frame, key, recv_frame  # noqa: E402
-
-ENOENT, EACCES = 2, 13
-
-
-def setUpModule():
-    base.setUpModule()
-
-
-def tearDownModule():
-    base.tearDownModule()
-
-
-def W():
-    return base.W
-
-
-def acme(*p):
-    return os.path.join(W().mnt, 'tenants', 'acme', *p)
-
-
-def crfs(*args, check=True, client='alice'):
-    r = W().crfs(*args, check=False, client=client)
-    if check and r.returncode != 0:
-        raise AssertionError(f'crfs {" ".join(args)}: exit {r.returncode}: {r.stderr}')
-    return r
+from transactions_test import W, acme, crfs, setUpModule, tearDownModule  # noqa: E402,F401
 
 
 def refs(oid):
