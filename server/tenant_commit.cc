@@ -144,6 +144,8 @@ Status TenantStore::Recover(JournalContents contents) {
     if (p.undo.size() != p.ops.size()) p.undo.assign(p.ops.size(), Undo{});
     apply_as_tenant_root_ = p.tenant_root;
     replay_next_op_ = p.next_op;
+    replay_uid_ = p.uid;
+    replay_gid_ = p.gid;
     bool rolled_back = false;
     {
       // As the user it was committed for: the kernel checks the rest as it did the start.
@@ -208,6 +210,23 @@ Status TenantStore::Recover(JournalContents contents) {
   return Status::Ok();
 }
 
+// What a create leaves before its DONE record can be written: the type it
+// makes, owned by the ids it creates as or (once chowned) by the op's, no
+// permission bits beyond the creation mode, one link, and nothing inside
+// (a file or directory of size 0, a symlink to the op's target). Later ops
+// of the transaction have not run yet (they come after this op's record).
+bool TenantStore::FreshFromCreate(int dfd, const Op& op, const struct stat& st) const {
+  const bool creator = st.st_uid == replay_uid_ && st.st_gid == replay_gid_;
+  if (!creator && !(st.st_uid == op.uid && st.st_gid == op.gid)) return false;
+  if (S_ISLNK(op.mode)) {
+    std::string target(op.data.size() + 1, '\0');
+    ssize_t n = readlinkat(dfd, op.name.c_str(), target.data(), target.size());
+    return n >= 0 && static_cast<size_t>(n) == op.data.size() && target.compare(0, n, op.data) == 0;
+  }
+  const mode_t created = S_ISDIR(op.mode) ? 0700 : 0600;
+  return (st.st_mode & 07777 & ~created) == 0 && st.st_nlink == 1 && st.st_size == 0;
+}
+
 bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode,
                         RequestError* err, uint64_t gen, size_t index, const Undo& undo) {
   auto resolve = [&](uint64_t id) -> uint64_t {
@@ -244,13 +263,17 @@ bool TenantStore::Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, 
       if (r < 0) {
         // Replay, and the name is taken: the transaction's own object only
         // if its DONE record says so, or (no record) if this is the op the
-        // crash interrupted; anything else was made by someone else.
-        // (After a reboot, records may not have reached the disk, SECURITY.md
-        // §4: then any object of the right type is taken as the transaction's.)
+        // crash interrupted and the object is exactly what this create
+        // makes (FreshFromCreate: a crash can fall between a create that
+        // failed because an admin had made the name and its ABORT record);
+        // anything else was made by someone else. (After a reboot, records
+        // may not have reached the disk, SECURITY.md §4: then any object of
+        // the right type is taken as the transaction's.)
         auto own = made.find(op.obj);
-        if (own != made.end() ? own->second != st.st_ino : !replay_after_reboot_ && index != replay_next_op_) {
-          return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
-        }
+        bool ours = own != made.end()
+                        ? own->second == st.st_ino
+                        : replay_after_reboot_ || (index == replay_next_op_ && FreshFromCreate(dfd, op, st));
+        if (!ours) return Fail(err, EEXIST, op.name + " exists and is not what the transaction created");
       }
       *inode = st.st_ino;
       Saw(dir, st.st_ino, 0, op.name, proto::FileTypeOfMode(op.mode));

@@ -208,6 +208,9 @@ class TenantStore : public TreeView {
   // what a kCreate made.
   bool Apply(const Op& op, const std::map<uint64_t, uint64_t>& made, bool replay, uint64_t* inode, RequestError* err,
              uint64_t gen, size_t index, const Undo& undo);
+  // Replay: is `st` (at op.name in dfd) just what kCreate `op` made before
+  // a crash, with nothing of anyone else's in it?
+  bool FreshFromCreate(int dfd, const Op& op, const struct stat& st) const;
   // Would the kernel let `access`'s user make every change of `plan`, the
   // tenant's root with a user namespace's semantics (access.h)? Checked
   // before anything happens, so that a refusal changes nothing (the kernel
@@ -334,9 +337,10 @@ class TenantStore : public TreeView {
   dev_t dev_;
   int undo_fd_ = -1;  // the undo area (OpenUndoArea)
   Durability durability_ = Durability::kPower;
-  bool apply_as_tenant_root_ = false;  // the running transaction acts as the tenant's root
-  size_t replay_next_op_ = 0;          // replay: the first op without a DONE record
-  bool replay_after_reboot_ = true;    // Open's after_reboot
+  bool apply_as_tenant_root_ = false;         // the running transaction acts as the tenant's root
+  size_t replay_next_op_ = 0;                 // replay: the first op without a DONE record
+  uint32_t replay_uid_ = 0, replay_gid_ = 0;  // replay: the host ids the transaction creates as
+  bool replay_after_reboot_ = true;           // Open's after_reboot
   std::unordered_map<uint64_t, Entry> table_;
   size_t names_ = 0;  // names in table_, counting every one of each entry
   size_t max_known_ = 1 << 18;

@@ -90,7 +90,7 @@ def main():
         for i in range(3000):
             with open(os.path.join(flat, f'f{i:04d}'), 'w') as fh:
                 fh.write(f'{i}\n')
-        last = os.listdir(flat)[-1]  # the import creates in the order it lists
+        last = sorted(os.listdir(flat))[-1]  # the import creates in name order
         rollback_rounds = rollbacks = 0
         crt, key = W.cert('beta', 'bob')
         for rnd in range(ROUNDS):

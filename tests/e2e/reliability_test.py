@@ -655,7 +655,7 @@ class AllOrNothing(unittest.TestCase):
         result, whether the kill landed in the rollback)."""
         local = W().path('plant-src')
         make_flat_tree(local, 3000)
-        last = os.listdir(local)[-1]  # the import creates in the order it lists
+        last = sorted(os.listdir(local))[-1]  # the import creates in name order
         target = os.path.join(self.top, 'imp')
         try:
             for attempt in range(5):
@@ -717,6 +717,87 @@ class AllOrNothing(unittest.TestCase):
         self.assertEqual([os.stat(os.path.join(target, n)).st_ino for n in os.listdir(target)], [planted])
         self.assertIn('rolling back transaction', W().logtext().split('listening on')[-2])
         self.assertEqual(undo_area(), [])
+
+
+    def interrupted_create(self, plant):
+        """SIGKILL during a 3000-file import into /base/imp; then, at the name of the first create without a
+        DONE record (the op the crash interrupted, as far as the journal knows), `plant(path)` puts an object
+        of its own, replacing whatever the create had made. Returns the names left after the restart, or
+        None when the kill missed the creates."""
+        local = W().path('interrupt-src')
+        make_flat_tree(local, 3000)
+        order = sorted(os.listdir(local))  # the import creates in name order: op i creates order[i]
+        target = os.path.join(self.top, 'imp')
+        journal = os.path.join(W().mnt, 'journal', 'beta')
+        try:
+            proc = start_import(local, '/base/imp')
+            landed = wait_for_entries(target, proc)
+            W().crfsd.send_signal(signal.SIGKILL)
+            W().crfsd.wait()
+            proc.communicate()
+            with open(journal, 'rb') as f:
+                data = f.read()
+            done, pos = [], 0
+            while pos + 13 <= len(data):
+                _, typ, n, _ = struct.unpack_from('<IBII', data, pos)
+                if typ == 2:  # BEGIN: a new transaction's records follow
+                    done = []
+                elif typ == 3:  # DONE
+                    done.append(struct.unpack_from('<Q', data, pos + 13 + 12)[0])
+                pos += 13 + n
+            if not landed or not 0 < len(done) < 3000 or len(os.listdir(target)) in (0, 3000):
+                restart()
+                return None
+            victim = os.path.join(target, order[len(done)])
+            if os.path.lexists(victim):
+                os.unlink(victim)
+            plant(victim)
+            restart()
+            return sorted(os.listdir(target))
+        finally:
+            shutil.rmtree(local)
+
+    def test_an_admins_file_at_the_interrupted_create_is_not_taken_as_the_transactions(self):
+        # A crash can fall between a create that failed (an admin had made the name) and its
+        # ABORT record. Replay then finds the name taken and no DONE record for the op: the
+        # object is the transaction's only if it is exactly what the create makes.
+        for _ in range(5):
+            planted = {}
+
+            def admins(path):
+                with open(path, 'w') as f:
+                    f.write('the admin\'s\n')
+                planted['ino'] = os.stat(path).st_ino
+            left = self.interrupted_create(admins)
+            if left is None:
+                continue
+            target = os.path.join(self.top, 'imp')
+            self.assertEqual(len(left), 1, f'{len(left)} entries after the replay: the admin\'s file was taken as '
+                             'the import\'s')
+            self.assertEqual(os.stat(os.path.join(target, left[0])).st_ino, planted['ino'])
+            with open(os.path.join(target, left[0])) as f:
+                self.assertEqual(f.read(), 'the admin\'s\n')
+            self.assertEqual(os.stat(os.path.join(target, left[0])).st_uid, 0)
+            return
+        self.fail('no SIGKILL landed inside the creates in 5 tries')
+
+    def test_the_interrupted_create_made_before_the_crash_is_finished(self):
+        # The other side: the create ran, the crash came before its DONE record. What it left
+        # (the tenant's root's, owner-only, empty) is the transaction's, and replay finishes it.
+        target = os.path.join(self.top, 'imp')
+        for _ in range(5):
+            def as_made(path):
+                st = os.stat(target)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+                os.fchown(fd, st.st_uid, st.st_gid)
+                os.close(fd)
+            left = self.interrupted_create(as_made)
+            if left is None:
+                continue
+            self.assertEqual(len(left), 3000, 'rolled back instead of finished')
+            shutil.rmtree(target)
+            return
+        self.fail('no SIGKILL landed inside the creates in 5 tries')
 
 
 def restart_with(config):
