@@ -160,6 +160,17 @@ Status Connection::Hello(const ConnectOptions& o) {
   h.max_payload = o.max_payload;
   h.client_id = client_id_;
   auto replies = Call(h);
+  if (!replies.ok() && replies.status().code() == Code::kIo) {
+    // In TLS 1.3 the server judges the client's certificate after the
+    // client's side of the handshake is done: its verdict comes here.
+    const std::string m = replies.status().message();
+    if (m.find("alert") != std::string::npos) return Status(Code::kIo, "crfsd refused the certificate: " + m);
+    if (m == "server closed the session") {
+      return Status(Code::kIo,
+                    "crfsd ended the session after the TLS handshake: it serves no tenant for this certificate or "
+                    "refuses this client (crfsd's log says which)");
+    }
+  }
   if (!replies.ok()) return replies.status();
   CRFS_RETURN_IF_ERROR(Check(replies->back()));
   if (replies->size() != 2 || !std::holds_alternative<proto::HelloReply>((*replies)[0].msg)) {
@@ -275,16 +286,20 @@ Status Connection::Check(const proto::Frame& final) {
   if (final.info == 0) return Status::Ok();
   const char* name = strerrorname_np(static_cast<int>(final.info));
   const auto& text = std::get<proto::FinalReply>(final.msg).text;
-  return Status(Code::kRemote, std::string(name ? name : "E?") + " (" + std::to_string(final.info) + ")" +
-                                   (text.empty() ? "" : ": " + text));
+  return Status::Remote(
+      static_cast<int>(final.info),
+      std::string(name ? name : "E?") + " (" + std::to_string(final.info) + ")" + (text.empty() ? "" : ": " + text));
 }
 
 Result<std::vector<proto::Item>> Connection::ItemsOf(uint64_t objectid, uint8_t min_type, uint8_t max_type) {
+  return ItemsIn({objectid, min_type, 0}, {objectid, max_type, ~0ull});
+}
+
+Result<std::vector<proto::Item>> Connection::ItemsIn(const proto::Key& min, const proto::Key& max) {
   std::vector<proto::Item> items;
-  const proto::Key max{objectid, max_type, ~0ull};
-  proto::Key key{objectid, min_type, 0};
+  proto::Key key = min;
   for (;;) {
-    auto replies = Call(proto::ItemQuery{key, {objectid, min_type, 0}, max, 1 << 20});
+    auto replies = Call(proto::ItemQuery{key, min, max, 1 << 20});
     if (!replies.ok()) return replies.status();
     CRFS_RETURN_IF_ERROR(Check(replies->back()));
     proto::Key covered = key;
@@ -396,7 +411,7 @@ Result<uint64_t> Connection::Lookup(const std::string& path) {
         }
       }
     }
-    if (!found) return Status(Code::kRemote, "ENOENT (2): " + path + ": no entry '" + name + "'");
+    if (!found) return Status::Remote(ENOENT, "ENOENT (2): " + path + ": no entry '" + name + "'");
   }
   return ino;
 }

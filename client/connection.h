@@ -79,6 +79,9 @@ class Connection {
   // The items of `objectid` with key types in [min_type, max_type]
   // (following the server's continuations).
   Result<std::vector<proto::Item>> ItemsOf(uint64_t objectid, uint8_t min_type = 0, uint8_t max_type = 0xff);
+  // The items with keys in [min, max] of one object (a query is answered
+  // for one objectid: protocol.md §7), continuations followed.
+  Result<std::vector<proto::Item>> ItemsIn(const proto::Key& min, const proto::Key& max);
   // Up to `len` bytes at `offset` (fewer at end of file), checksums verified.
   Result<std::vector<uint8_t>> Read(uint64_t objectid, uint64_t offset, uint32_t len);
   // Streams bytes [offset, offset + len) (or to end of file) to `sink` in

@@ -1,6 +1,7 @@
 #include "client/file_ops.h"
 
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,8 +30,8 @@ constexpr size_t kTransactionBytes = 32ull << 20;     // data per transaction
 constexpr size_t kMaxRangesPerFragment = 1024;        // protocol.md §6.1
 
 Status Errno(int e, const std::string& what) {
-  return Status(Code::kRemote,
-                std::string(strerrorname_np(e) ? strerrorname_np(e) : "E?") + " (" + std::to_string(e) + "): " + what);
+  return Status::Remote(
+      e, std::string(strerrorname_np(e) ? strerrorname_np(e) : "E?") + " (" + std::to_string(e) + "): " + what);
 }
 
 proto::Timespec Now() {
@@ -96,28 +97,43 @@ Result<FileOps::Entry> FileOps::Find(const std::string& path) {
   if (name.empty() || name == "." || name == "..") return Status(Code::kInvalidArgument, "bad path: " + path);
   auto dir = c_->Lookup(parent);
   if (!dir.ok()) return dir.status();
-  auto items = c_->ItemsOf(*dir, CRFS_DIR_ITEM_KEY, CRFS_DIR_INDEX_KEY);
-  if (!items.ok()) return items.status();
+  return FindIn(*dir, name);
+}
+
+Result<FileOps::Entry> FileOps::FindIn(uint64_t dir, const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name.size() > 255 || name.find('/') != std::string::npos) {
+    return Errno(name.size() > 255 ? ENAMETOOLONG : EINVAL, "bad name '" + name + "'");
+  }
   Entry e;
-  e.dir = *dir;
+  e.dir = dir;
   e.name = name;
   const uint64_t hash = proto::BtrfsNameHash(name);
+  auto items = c_->ItemsIn({dir, CRFS_DIR_ITEM_KEY, hash}, {dir, CRFS_DIR_ITEM_KEY, hash});
+  if (!items.ok()) return items.status();
   for (const Item& it : *items) {
     const auto* d = std::get_if<proto::DirEntries>(&it.body);
     if (!d) continue;
     for (const auto& de : d->entries) {
-      if (it.key.type == CRFS_DIR_ITEM_KEY && it.key.offset == hash) {
-        if (de.name == name) {
-          e.obj = de.location.objectid;
-          e.type = de.type;
-        } else {
-          e.same_hash.push_back(de);
-        }
-      } else if (it.key.type == CRFS_DIR_INDEX_KEY && de.name == name) {
-        e.index = it.key.offset;
+      if (de.name == name) {
+        e.obj = de.location.objectid;
+        e.type = de.type;
+      } else {
+        e.same_hash.push_back(de);
       }
     }
   }
+  if (e.obj == 0) return e;
+  // Its index in `dir`: the object's INODE_REF for that directory.
+  auto refs = c_->ItemsIn({e.obj, CRFS_INODE_REF_KEY, dir}, {e.obj, CRFS_INODE_REF_KEY, dir});
+  if (!refs.ok()) return refs.status();
+  for (const Item& it : *refs) {
+    if (const auto* r = std::get_if<proto::InodeRefs>(&it.body)) {
+      for (const auto& ref : r->refs) {
+        if (ref.name == name) e.index = ref.index;
+      }
+    }
+  }
+  if (e.index == 0) return Errno(ESTALE, name + ": its entry and its back reference disagree (changed meanwhile)");
   return e;
 }
 
@@ -207,17 +223,46 @@ Result<proto::TransReply> FileOps::SendTransaction(uint64_t id, const std::vecto
 }
 
 Status FileOps::Mkdir(const std::string& path, uint32_t mode) {
+  auto [parent, name] = Split(path);
+  auto dir = c_->Lookup(parent);
+  if (!dir.ok()) return dir.status();
+  return CreateIn(*dir, name, S_IFDIR | (mode & 07777)).status();
+}
+
+Result<uint64_t> FileOps::CreateIn(uint64_t dir, const std::string& name, uint32_t mode, const std::string& target) {
+  if (!S_ISDIR(mode) && !S_ISREG(mode) && !S_ISLNK(mode)) {
+    return Errno(EPERM, name + ": crfsd makes regular files, directories and symlinks only");
+  }
+  if (S_ISLNK(mode) && (target.empty() || target.size() > 4095)) {
+    return Errno(target.empty() ? ENOENT : ENAMETOOLONG, "symlink target");
+  }
   c_->StartView();  // what this change reads from here on is its base
-  auto e = Find(path);
+  auto e = FindIn(dir, name);
   if (!e.ok()) return e.status();
-  if (e->obj) return Errno(EEXIST, path);
+  if (e->obj) return Errno(EEXIST, name);
   const uint64_t p = NextProvisional();
   std::vector<ItemRange> ranges;
-  EntryRanges(*e, p, CRFS_FT_DIR, &ranges);
+  const uint8_t type = S_ISDIR(mode) ? CRFS_FT_DIR : S_ISLNK(mode) ? CRFS_FT_SYMLINK : CRFS_FT_REG_FILE;
+  EntryRanges(*e, p, type, &ranges);
   ItemRange obj = WholeObject(p);
-  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(c_->hello(), S_IFDIR | (mode & 07777), 0)});
+  const uint32_t perms = S_ISLNK(mode) ? 0777 : mode & 07777;
+  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0},
+                           NewInode(c_->hello(), (mode & S_IFMT) | perms, S_ISLNK(mode) ? target.size() : 0)});
+  if (S_ISLNK(mode)) {
+    proto::ExtentData ext;
+    ext.type = CRFS_EXTENT_INLINE;
+    ext.len = static_cast<uint32_t>(target.size());
+    ext.data.assign(target.begin(), target.end());
+    ext.csums = proto::DataBlockCrcs(ext.data);
+    obj.items.push_back(Item{{p, CRFS_EXTENT_DATA_KEY, 0}, std::move(ext)});
+  }
   ranges.push_back(std::move(obj));
-  return Commit(std::move(ranges)).status();
+  auto r = Commit(std::move(ranges));
+  if (!r.ok()) return r.status();
+  for (const auto& m : r->map) {
+    if (m.provisional == p) return m.real;
+  }
+  return Status(Code::kBadValue, "the reply does not map the new object");
 }
 
 Status FileOps::Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode) {
@@ -284,17 +329,21 @@ Status FileOps::WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t
 }
 
 Status FileOps::Remove(const std::string& path) {
+  auto [parent, name] = Split(path);
+  auto dir = c_->Lookup(parent);
+  if (!dir.ok()) return dir.status();
+  return RemoveIn(*dir, name, Removing::kAny);
+}
+
+Status FileOps::RemoveIn(uint64_t dir, const std::string& name, Removing what) {
   c_->StartView();  // what this change reads from here on is its base
-  auto e = Find(path);
+  auto e = FindIn(dir, name);
   if (!e.ok()) return e.status();
-  if (!e->obj) return Errno(ENOENT, path);
-  if (e->type == CRFS_FT_DIR) {
-    auto items = c_->ItemsOf(e->obj, CRFS_DIR_INDEX_KEY, CRFS_DIR_INDEX_KEY);
-    if (!items.ok()) return items.status();
-    for (const Item& it : *items) {
-      if (it.key.type == CRFS_DIR_INDEX_KEY) return Errno(ENOTEMPTY, path);
-    }
-  }
+  if (!e->obj) return Errno(ENOENT, name);
+  if (what == Removing::kNotDir && e->type == CRFS_FT_DIR) return Errno(EISDIR, name);
+  if (what == Removing::kDir && e->type != CRFS_FT_DIR) return Errno(ENOTDIR, name);
+  // A directory with entries is the server's to refuse (ENOTEMPTY): listing
+  // it here would need read permission, which rmdir does not.
   std::vector<ItemRange> ranges;
   EntryRanges(*e, 0, 0, &ranges);
   return Commit(std::move(ranges)).status();
@@ -358,17 +407,42 @@ Status FileOps::RemoveTree(const std::string& path) {
 }
 
 Status FileOps::Rename(const std::string& from, const std::string& to) {
-  c_->StartView();  // what this change reads from here on is its base
-  auto a = Find(from);
+  auto [pa, na] = Split(from);
+  auto [pb, nb] = Split(to);
+  auto a = c_->Lookup(pa);
   if (!a.ok()) return a.status();
-  if (!a->obj) return Errno(ENOENT, from);
-  auto b = Find(to);
+  auto b = c_->Lookup(pb);
   if (!b.ok()) return b.status();
-  if (b->obj == a->obj) return Status::Ok();
-  if (b->obj && b->type == CRFS_FT_DIR && a->type != CRFS_FT_DIR) return Errno(EISDIR, to);
-  if (b->obj && b->type != CRFS_FT_DIR && a->type == CRFS_FT_DIR) return Errno(ENOTDIR, to);
+  return RenameIn(*a, na, *b, nb, 0);
+}
+
+Status FileOps::RenameIn(uint64_t dir, const std::string& name, uint64_t to_dir, const std::string& to_name,
+                         unsigned flags) {
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE)) != 0 ||
+      (flags & (RENAME_NOREPLACE | RENAME_EXCHANGE)) == (RENAME_NOREPLACE | RENAME_EXCHANGE)) {
+    return Errno(EINVAL, "rename flags");
+  }
+  c_->StartView();  // what this change reads from here on is its base
+  auto a = FindIn(dir, name);
+  if (!a.ok()) return a.status();
+  if (!a->obj) return Errno(ENOENT, name);
+  auto b = FindIn(to_dir, to_name);
+  if (!b.ok()) return b.status();
   std::vector<ItemRange> ranges;
-  if (a->dir == b->dir && proto::BtrfsNameHash(a->name) == proto::BtrfsNameHash(b->name)) {
+  const bool one_hash = a->dir == b->dir && proto::BtrfsNameHash(a->name) == proto::BtrfsNameHash(b->name);
+  if (flags & RENAME_EXCHANGE) {
+    if (!b->obj) return Errno(ENOENT, to_name);
+    if (a->dir == b->dir && a->name == b->name) return Status::Ok();
+    if (one_hash) return Errno(EINVAL, name + " and " + to_name + " share their directory's name hash");
+    EntryRanges(*a, b->obj, b->type, &ranges);
+    EntryRanges(*b, a->obj, a->type, &ranges);
+    return Commit(std::move(ranges)).status();
+  }
+  if (b->obj && (flags & RENAME_NOREPLACE)) return Errno(EEXIST, to_name);
+  if (b->obj == a->obj) return Status::Ok();  // two names of one object: rename(2) does nothing
+  if (b->obj && b->type == CRFS_FT_DIR && a->type != CRFS_FT_DIR) return Errno(EISDIR, to_name);
+  if (b->obj && b->type != CRFS_FT_DIR && a->type == CRFS_FT_DIR) return Errno(ENOTDIR, to_name);
+  if (one_hash) {
     // Both names under one hash: one DIR_ITEM range says it all.
     Entry both = *b;
     std::erase_if(both.same_hash, [&](const proto::DirEntry& d) { return d.name == a->name; });
@@ -405,90 +479,116 @@ Status FileOps::Exchange(const std::vector<std::string>& paths) {
 }
 
 Status FileOps::Link(const std::string& existing, const std::string& path) {
+  auto obj = c_->Lookup(existing);
+  if (!obj.ok()) return obj.status();
+  auto [parent, name] = Split(path);
+  auto dir = c_->Lookup(parent);
+  if (!dir.ok()) return dir.status();
+  return LinkIn(*obj, *dir, name);
+}
+
+Status FileOps::LinkIn(uint64_t obj, uint64_t dir, const std::string& name) {
   c_->StartView();  // what this change reads from here on is its base
-  auto a = Find(existing);
-  if (!a.ok()) return a.status();
-  if (!a->obj) return Errno(ENOENT, existing);
-  if (a->type == CRFS_FT_DIR) return Errno(EPERM, existing + ": directories have one name");
-  auto b = Find(path);
-  if (!b.ok()) return b.status();
-  if (b->obj) return Errno(EEXIST, path);
+  auto in = Inode(obj);
+  if (!in.ok()) return in.status();
+  if (S_ISDIR(in->mode)) return Errno(EPERM, "directories have one name");
+  auto e = FindIn(dir, name);
+  if (!e.ok()) return e.status();
+  if (e->obj) return Errno(EEXIST, name);
   std::vector<ItemRange> ranges;
-  EntryRanges(*b, a->obj, a->type, &ranges);
+  EntryRanges(*e, obj, proto::FileTypeOfMode(in->mode), &ranges);
   return Commit(std::move(ranges)).status();
 }
 
 Status FileOps::Symlink(const std::string& target, const std::string& path) {
-  c_->StartView();  // what this change reads from here on is its base
-  auto e = Find(path);
-  if (!e.ok()) return e.status();
-  if (e->obj) return Errno(EEXIST, path);
-  const uint64_t p = NextProvisional();
-  std::vector<ItemRange> ranges;
-  EntryRanges(*e, p, CRFS_FT_SYMLINK, &ranges);
-  proto::ExtentData ext;
-  ext.type = CRFS_EXTENT_INLINE;
-  ext.len = static_cast<uint32_t>(target.size());
-  ext.data.assign(target.begin(), target.end());
-  ext.csums = proto::DataBlockCrcs(ext.data);
-  ItemRange obj = WholeObject(p);
-  obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0}, NewInode(c_->hello(), S_IFLNK | 0777, target.size())});
-  obj.items.push_back(Item{{p, CRFS_EXTENT_DATA_KEY, 0}, std::move(ext)});
-  ranges.push_back(std::move(obj));
-  return Commit(std::move(ranges)).status();
+  auto [parent, name] = Split(path);
+  auto dir = c_->Lookup(parent);
+  if (!dir.ok()) return dir.status();
+  return CreateIn(*dir, name, S_IFLNK | 0777, target).status();
+}
+
+Result<std::string> FileOps::ReadLink(uint64_t obj) {
+  auto items = c_->ItemsOf(obj, CRFS_INODE_ITEM_KEY, CRFS_EXTENT_DATA_KEY);
+  if (!items.ok()) return items.status();
+  std::string target;
+  bool link = false;
+  for (const Item& it : *items) {
+    if (const auto* in = std::get_if<proto::InodeItem>(&it.body)) link = S_ISLNK(in->mode);
+    if (const auto* e = std::get_if<proto::ExtentData>(&it.body); e && e->type == CRFS_EXTENT_INLINE) {
+      target.append(e->data.begin(), e->data.end());
+    }
+  }
+  if (!link) return Errno(EINVAL, "objectid " + std::to_string(obj) + " is not a symlink");
+  return target;
 }
 
 Status FileOps::Chmod(const std::string& path, uint32_t mode) {
-  c_->StartView();  // what this change reads from here on is its base
-  auto obj = c_->Lookup(path);
-  if (!obj.ok()) return obj.status();
-  auto in = Inode(*obj);
-  if (!in.ok()) return in.status();
-  in->mode = (in->mode & S_IFMT) | (mode & 07777);
-  const Key k{*obj, CRFS_INODE_ITEM_KEY, 0};
-  return Commit({ItemRange{k, k, {Item{k, *in}}}}).status();
+  Attrs a;
+  a.mode = mode;
+  return SetAttrs(path, a);
 }
 
 Status FileOps::SetAttrs(const std::string& path, const Attrs& attrs) {
-  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
-  auto in = Inode(*obj);
+  return SetAttrsOf(*obj, attrs);
+}
+
+Status FileOps::SetAttrsOf(uint64_t obj, const Attrs& attrs) {
+  c_->StartView();  // what this change reads from here on is its base
+  auto in = Inode(obj);
   if (!in.ok()) return in.status();
+  if (attrs.size && !S_ISREG(in->mode)) return Errno(S_ISDIR(in->mode) ? EISDIR : EINVAL, "truncate");
+  if (attrs.mode) in->mode = (in->mode & S_IFMT) | (*attrs.mode & 07777);
   if (attrs.uid) in->uid = *attrs.uid;
   if (attrs.gid) in->gid = *attrs.gid;
   if (attrs.size) in->size = *attrs.size;
   if (attrs.atime) in->atime = *attrs.atime;
   if (attrs.mtime) in->mtime = *attrs.mtime;
-  const Key k{*obj, CRFS_INODE_ITEM_KEY, 0};
+  const Key k{obj, CRFS_INODE_ITEM_KEY, 0};
   return Commit({ItemRange{k, k, {Item{k, *in}}}}).status();
 }
 
 Status FileOps::SetXattr(const std::string& path, const std::string& name, const std::string& value) {
-  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
-  auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
+  return SetXattrOf(*obj, name, value);
+}
+
+Status FileOps::SetXattrOf(uint64_t obj, const std::string& name, const std::string& value, int flags) {
+  c_->StartView();  // what this change reads from here on is its base
+  const Key k{obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
+  auto items = c_->ItemsIn(k, k);
   if (!items.ok()) return items.status();
-  const Key k{*obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
   proto::Xattrs x;
+  bool found = false;
   for (const Item& it : *items) {
     if (it.key != k) continue;
     for (const auto& e : std::get<proto::Xattrs>(it.body).entries) {
-      if (e.name != name) x.entries.push_back(e);
+      if (e.name != name) {
+        x.entries.push_back(e);
+      } else {
+        found = true;
+      }
     }
   }
+  if (found && (flags & XATTR_CREATE)) return Errno(EEXIST, name);
+  if (!found && (flags & XATTR_REPLACE)) return Errno(ENODATA, name);
   x.entries.push_back({name, value});
   return Commit({ItemRange{k, k, {Item{k, x}}}}).status();
 }
 
 Status FileOps::RemoveXattr(const std::string& path, const std::string& name) {
-  c_->StartView();  // what this change reads from here on is its base
   auto obj = c_->Lookup(path);
   if (!obj.ok()) return obj.status();
-  auto items = c_->ItemsOf(*obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
+  return RemoveXattrOf(*obj, name);
+}
+
+Status FileOps::RemoveXattrOf(uint64_t obj, const std::string& name) {
+  c_->StartView();  // what this change reads from here on is its base
+  const Key k{obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
+  auto items = c_->ItemsIn(k, k);
   if (!items.ok()) return items.status();
-  const Key k{*obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
   proto::Xattrs x;
   bool found = false;
   for (const Item& it : *items) {
@@ -501,10 +601,36 @@ Status FileOps::RemoveXattr(const std::string& path, const std::string& name) {
       }
     }
   }
-  if (!found) return Errno(ENODATA, path + ": " + name);
+  if (!found) return Errno(ENODATA, name);
   ItemRange r{k, k, {}};
   if (!x.entries.empty()) r.items.push_back(Item{k, x});
   return Commit({std::move(r)}).status();
+}
+
+Result<std::string> FileOps::GetXattr(uint64_t obj, const std::string& name) {
+  const Key k{obj, CRFS_XATTR_ITEM_KEY, proto::BtrfsNameHash(name)};
+  auto items = c_->ItemsIn(k, k);
+  if (!items.ok()) return items.status();
+  for (const Item& it : *items) {
+    if (const auto* x = std::get_if<proto::Xattrs>(&it.body)) {
+      for (const auto& e : x->entries) {
+        if (e.name == name) return e.value;
+      }
+    }
+  }
+  return Errno(ENODATA, name);
+}
+
+Result<std::vector<std::string>> FileOps::ListXattrs(uint64_t obj) {
+  auto items = c_->ItemsOf(obj, CRFS_XATTR_ITEM_KEY, CRFS_XATTR_ITEM_KEY);
+  if (!items.ok()) return items.status();
+  std::vector<std::string> names;
+  for (const Item& it : *items) {
+    if (const auto* x = std::get_if<proto::Xattrs>(&it.body)) {
+      for (const auto& e : x->entries) names.push_back(e.name);
+    }
+  }
+  return names;
 }
 
 }  // namespace crfs::client

@@ -28,6 +28,53 @@ class FileOps {
  public:
   explicit FileOps(Connection* c) : c_(c), generation_(c->hello().generation) {}
 
+  // ---- The VFS's view: objects by objectid, names as (directory, name) ----
+  // What FUSE (and the kernel module's design) call; the path operations
+  // below resolve a path, then use these.
+
+  // One name of a directory, from its DIR_ITEM (a lookup: search permission
+  // on `dir`) and, if it exists, the object's INODE_REF for its index.
+  struct Entry {
+    uint64_t dir = 0;
+    std::string name;
+    uint64_t obj = 0;  // 0: no such entry
+    uint8_t type = 0;  // CRFS_FT_*
+    uint64_t index = 0;
+    std::vector<proto::DirEntry> same_hash;  // the other entries under the name's hash
+  };
+  Result<Entry> FindIn(uint64_t dir, const std::string& name);
+  Result<proto::InodeItem> Inode(uint64_t obj);
+  // Makes `name` in `dir`: a regular file, directory or (`target`) symlink
+  // of `mode` (type and permission bits), owned by the session's user;
+  // returns its objectid. Other types: EPERM (the server makes no nodes).
+  Result<uint64_t> CreateIn(uint64_t dir, const std::string& name, uint32_t mode, const std::string& target = "");
+  // unlink(2) (kNotDir: EISDIR on a directory), rmdir(2) (kDir: ENOTDIR on
+  // anything else; ENOTEMPTY from the server), or either (kAny).
+  enum class Removing { kAny, kNotDir, kDir };
+  Status RemoveIn(uint64_t dir, const std::string& name, Removing what);
+  // rename(2)/renameat2(2): `flags` 0, RENAME_NOREPLACE or RENAME_EXCHANGE.
+  Status RenameIn(uint64_t dir, const std::string& name, uint64_t to_dir, const std::string& to_name, unsigned flags);
+  Status LinkIn(uint64_t obj, uint64_t dir, const std::string& name);
+  // The target of symlink `obj`.
+  Result<std::string> ReadLink(uint64_t obj);
+  // Attribute changes of one object in one transaction (a setattr): each
+  // field that is set changes; the rest stay.
+  struct Attrs {
+    std::optional<uint32_t> mode;      // permission bits
+    std::optional<uint32_t> uid, gid;  // tenant ids
+    std::optional<uint64_t> size;      // regular files: truncate or extend
+    std::optional<proto::Timespec> atime, mtime;
+  };
+  Status SetAttrsOf(uint64_t obj, const Attrs& attrs);
+  // setxattr(2) (`flags` 0, XATTR_CREATE: EEXIST, XATTR_REPLACE: ENODATA),
+  // removexattr(2) (ENODATA), and the values (one name, or all).
+  Status SetXattrOf(uint64_t obj, const std::string& name, const std::string& value, int flags = 0);
+  Status RemoveXattrOf(uint64_t obj, const std::string& name);
+  Result<std::string> GetXattr(uint64_t obj, const std::string& name);  // ENODATA
+  Result<std::vector<std::string>> ListXattrs(uint64_t obj);
+
+  // ---- By path ("/a/b"), for the crfs command ----
+
   Status Mkdir(const std::string& path, uint32_t mode = 0755);
   // Creates `path` (or replaces the contents of an existing regular file).
   Status Put(const std::string& path, const std::vector<uint8_t>& data, uint32_t mode = 0644);
@@ -44,13 +91,6 @@ class FileOps {
   Status Link(const std::string& existing, const std::string& path);
   Status Symlink(const std::string& target, const std::string& path);
   Status Chmod(const std::string& path, uint32_t mode);
-  // Attribute changes of one object in one transaction (a setattr): each
-  // field that is set changes; the rest stay.
-  struct Attrs {
-    std::optional<uint32_t> uid, gid;  // tenant ids
-    std::optional<uint64_t> size;      // regular files: truncate or extend
-    std::optional<proto::Timespec> atime, mtime;
-  };
   Status SetAttrs(const std::string& path, const Attrs& attrs);
   Status SetXattr(const std::string& path, const std::string& name, const std::string& value);
   Status RemoveXattr(const std::string& path, const std::string& name);
@@ -72,14 +112,6 @@ class FileOps {
   uint64_t generation() const { return generation_; }
 
  private:
-  struct Entry {
-    uint64_t dir = 0;
-    std::string name;
-    uint64_t obj = 0;  // 0: no such entry
-    uint8_t type = 0;
-    uint64_t index = 0;
-    std::vector<proto::DirEntry> same_hash;  // the other entries under the name's hash
-  };
   Result<Entry> Find(const std::string& path);
   // Commit, based on generation `base` (what the client knows of every
   // object the ranges cover is at least that current).
@@ -88,7 +120,6 @@ class FileOps {
   Result<proto::TransReply> SendTransaction(uint64_t id, const std::vector<std::vector<proto::ItemRange>>& frags,
                                             uint64_t base, uint8_t flags);
   static constexpr int kMaxResends = 5;
-  Result<proto::InodeItem> Inode(uint64_t obj);
   uint64_t NextProvisional() { return CRFS_PROVISIONAL_FIRST + next_provisional_++; }
   // Ranges that make `e.name` in `e.dir` name `obj` (0: nothing), of type `type`.
   void EntryRanges(const Entry& e, uint64_t obj, uint8_t type, std::vector<proto::ItemRange>* out);

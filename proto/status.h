@@ -39,16 +39,26 @@ class [[nodiscard]] Status {
   Status(Code code, std::string message) : code_(code), message_(std::move(message)) {}
 
   static Status Ok() { return Status(); }
+  // The peer refused with Linux errno `err`: Code::kRemote, and the errno
+  // kept for callers that hand it on (the FUSE client answers with it).
+  static Status Remote(int err, std::string message) {
+    Status s(Code::kRemote, std::move(message));
+    s.errno_ = err;
+    return s;
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
+  // kRemote made by Remote(): the peer's errno; else 0.
+  int remote_errno() const { return errno_; }
   // "truncated: need 17 bytes for range min, 3 left" or "ok".
   std::string ToString() const;
 
  private:
   Code code_ = Code::kOk;
   std::string message_;
+  int errno_ = 0;
 };
 
 // A T or a non-OK Status.
