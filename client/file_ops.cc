@@ -26,8 +26,8 @@ using proto::Key;
 
 constexpr size_t kExtentBytes = CRFS_MAX_DATA_BYTES;  // data per INLINE item
 constexpr size_t kRangeBytes = 512 << 10;             // data per range
-constexpr size_t kTransactionBytes = 32ull << 20;     // data per transaction
-constexpr size_t kMaxRangesPerFragment = 1024;        // protocol.md §6.1
+constexpr size_t kTransactionBytes = FileOps::kTransactionBytes;
+constexpr size_t kMaxRangesPerFragment = 1024;  // protocol.md §6.1
 
 Status Errno(int e, const std::string& what) {
   return Status::Remote(
@@ -326,6 +326,31 @@ Status FileOps::WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t
     done = end;
   }
   return Status::Ok();
+}
+
+Status FileOps::WriteExtents(uint64_t obj, const std::map<uint64_t, std::vector<uint8_t>>& pieces) {
+  c_->StartView();  // what this change reads from here on is its base
+  if (pieces.empty()) return Status::Ok();
+  size_t total = 0;
+  uint64_t end = 0;
+  for (const auto& [off, data] : pieces) {
+    if (off > (1ull << 62) || data.size() > (1ull << 62) - off) return Errno(EFBIG, "write past 2^62");
+    if (off < end) return Status(Code::kInvalidArgument, "overlapping pieces");
+    total += data.size();
+    end = off + data.size();
+  }
+  if (total > kTransactionBytes) return Status(Code::kInvalidArgument, "pieces past one transaction");
+  auto in = Inode(obj);
+  if (!in.ok()) return in.status();
+  if (!S_ISREG(in->mode)) return Errno(S_ISDIR(in->mode) ? EISDIR : EINVAL, "objectid " + std::to_string(obj));
+  std::vector<ItemRange> ranges;
+  if (end > in->size) {
+    in->size = end;
+    ranges.push_back(ItemRange{
+        {obj, CRFS_INODE_ITEM_KEY, 0}, {obj, CRFS_INODE_ITEM_KEY, 0}, {Item{{obj, CRFS_INODE_ITEM_KEY, 0}, *in}}});
+  }
+  for (const auto& [off, data] : pieces) DataRanges(obj, data, 0, data.size(), &ranges, off);
+  return Commit(std::move(ranges)).status();
 }
 
 Status FileOps::Remove(const std::string& path) {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -81,7 +82,12 @@ class FileOps {
   // Writes `data` at `offset` of regular file `obj` (by objectid: also one
   // held open whose last name is gone), growing it if it ends past its size.
   Status WriteAt(uint64_t obj, uint64_t offset, const std::vector<uint8_t>& data);
-  Status Remove(const std::string& path);  // a file, symlink or empty directory
+  // Several non-overlapping pieces (offset -> bytes) of regular file `obj`
+  // in one transaction, growing the file to the end of the last; together
+  // at most kTransactionBytes.
+  Status WriteExtents(uint64_t obj, const std::map<uint64_t, std::vector<uint8_t>>& pieces);
+  static constexpr size_t kTransactionBytes = 32ull << 20;  // data per transaction
+  Status Remove(const std::string& path);                   // a file, symlink or empty directory
   Status RemoveTree(const std::string& path);
   Status Rename(const std::string& from, const std::string& to);  // replaces a file or empty directory
   // Each of `paths` (two or more, all existing) takes the object of the

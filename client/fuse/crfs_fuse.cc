@@ -34,6 +34,8 @@ constexpr char kUsage[] =
     "  timeout=SECONDS     per send and receive on the connection (default 30), 1..3600\n"
     "  entry_timeout=SECS  how long the kernel keeps a name (default 1), 0..3600\n"
     "  attr_timeout=SECS   how long it keeps attributes (default 1), 0..3600\n"
+    "  write_delay=SECS    how long contiguous writes may be gathered before they are sent\n"
+    "                      (default 0.5; 0: each write is a transaction), 0..60\n"
     "FUSE options (-o) such as allow_other, default_permissions, ro, max_read=N are passed to\n"
     "libfuse; an unknown option fails the mount.\n"
     "  -f  stay in the foreground   -d  debug output (implies -f)   -s  one thread\n";
@@ -48,6 +50,7 @@ struct Settings {
   char* timeout = nullptr;
   char* entry_timeout = nullptr;
   char* attr_timeout = nullptr;
+  char* write_delay = nullptr;
   std::string server;
   int nonopts = 0;
   bool help = false;
@@ -63,6 +66,7 @@ const struct fuse_opt kOptions[] = {
     CRFS_OPT("timeout=%s", timeout),
     CRFS_OPT("entry_timeout=%s", entry_timeout),
     CRFS_OPT("attr_timeout=%s", attr_timeout),
+    CRFS_OPT("write_delay=%s", write_delay),
     FUSE_OPT_KEY("-h", 1),
     FUSE_OPT_KEY("--help", 1),
     FUSE_OPT_END,
@@ -157,7 +161,8 @@ int main(int argc, char** argv) {
   if (!Seconds("reconnect", s.reconnect, 0, 3600, false, &reconnect) ||
       !Seconds("timeout", s.timeout, 1, 3600, false, &timeout) ||
       !Seconds("entry_timeout", s.entry_timeout, 0, 3600, true, &fo.entry_timeout) ||
-      !Seconds("attr_timeout", s.attr_timeout, 0, 3600, true, &fo.attr_timeout)) {
+      !Seconds("attr_timeout", s.attr_timeout, 0, 3600, true, &fo.attr_timeout) ||
+      !Seconds("write_delay", s.write_delay, 0, 60, true, &fo.write_delay)) {
     return 2;
   }
   o.reconnect_ms = static_cast<int>(reconnect * 1000);

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -63,9 +64,67 @@ struct FuseFs::DirHandle {
 FuseFs::FuseFs(std::unique_ptr<Connection> conn, const Options& options)
     : conn_(std::move(conn)), ops_(conn_.get()), options_(options), root_(conn_->hello().root_objectid) {}
 
-template <typename F>
-auto FuseFs::Run(bool reads, F&& f) -> decltype(f()) {
+FuseFs::~FuseFs() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  if (flusher_.joinable()) flusher_.join();
   std::lock_guard<std::mutex> lock(mu_);
+  FlushAll();
+}
+
+void FuseFs::Flusher() {
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto delay = std::chrono::duration<double>(options_.write_delay);
+  while (!stopping_) {
+    wake_.wait_for(lock, std::chrono::milliseconds(50));
+    const auto now = std::chrono::steady_clock::now();
+    std::vector<uint64_t> due;
+    for (const auto& [obj, g] : gathered_) {
+      if (now - g.since >= delay) due.push_back(obj);
+    }
+    for (uint64_t obj : due) (void)FlushOne(obj);  // a failure waits in write_error_
+  }
+}
+
+Status FuseFs::FlushOne(uint64_t obj) {
+  auto it = gathered_.find(obj);
+  if (it == gathered_.end()) return Status::Ok();
+  Gathered g = std::move(it->second);
+  gathered_.erase(it);
+  Status s;
+  for (int attempt = 0; attempt <= kStaleRetries; attempt++) {
+    s = ops_.WriteExtents(obj, g.pieces);
+    if (!(s.code() == Code::kRemote && s.remote_errno() == ESTALE)) break;
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "crfs-fuse: writes of %zu bytes to objectid %llu failed: %s\n", g.bytes,
+                 static_cast<unsigned long long>(obj), s.message().c_str());
+    write_error_[obj] = ErrnoOf(s);
+  }
+  return s;
+}
+
+void FuseFs::FlushAll() {
+  while (!gathered_.empty()) (void)FlushOne(gathered_.begin()->first);
+}
+
+int FuseFs::TakeError(uint64_t obj) {
+  auto it = write_error_.find(obj);
+  if (it == write_error_.end()) return 0;
+  const int e = it->second;
+  write_error_.erase(it);
+  return e;
+}
+
+template <typename F>
+auto FuseFs::Run(bool reads, F&& f, bool flush_all) -> decltype(f()) {
+  std::lock_guard<std::mutex> lock(mu_);
+  // A change goes to the server after what this mount wrote before it. A
+  // read flushes what it can observe itself (FlushOne of its object).
+  if (flush_all) FlushAll();
   for (int attempt = 0;; attempt++) {
     auto r = f();
     const Status s = StatusOf(r);
@@ -147,20 +206,30 @@ fuse_entry_param FuseFs::EntryOf(uint64_t obj, const proto::InodeItem& in) const
 }
 
 void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  auto r = Run(true, [&]() -> Result<fuse_entry_param> {
-    auto e = ops_.FindIn(Obj(parent), name);
-    if (!e.ok()) return e.status();
-    if (e->obj == 0) return Status::Remote(ENOENT, name);
-    auto in = ops_.Inode(e->obj);
-    if (!in.ok()) return in.status();
-    return EntryOf(e->obj, *in);
-  });
+  auto r = Run(
+      true,
+      [&]() -> Result<fuse_entry_param> {
+        auto e = ops_.FindIn(Obj(parent), name);
+        if (!e.ok()) return e.status();
+        if (e->obj == 0) return Status::Remote(ENOENT, name);
+        (void)FlushOne(e->obj);  // its size as this mount wrote it
+        auto in = ops_.Inode(e->obj);
+        if (!in.ok()) return in.status();
+        return EntryOf(e->obj, *in);
+      },
+      false);
   if (!r.ok()) return Reply(req, r.status());
   fuse_reply_entry(req, &*r);
 }
 
 void FuseFs::Getattr(fuse_req_t req, fuse_ino_t ino) {
-  auto r = Run(true, [&] { return ops_.Inode(Obj(ino)); });
+  auto r = Run(
+      true,
+      [&] {
+        (void)FlushOne(Obj(ino));
+        return ops_.Inode(Obj(ino));
+      },
+      false);
   if (!r.ok()) return Reply(req, r.status());
   const struct stat st = Stat(Obj(ino), *r);
   fuse_reply_attr(req, &st, options_.attr_timeout);
@@ -197,7 +266,8 @@ void FuseFs::Setattr(fuse_req_t req, fuse_ino_t ino, const struct stat* attr, in
 }
 
 void FuseFs::Readlink(fuse_req_t req, fuse_ino_t ino) {
-  auto r = Run(true, [&] { return ops_.ReadLink(Obj(ino)); });
+  auto r = Run(
+      true, [&] { return ops_.ReadLink(Obj(ino)); }, false);
   if (!r.ok()) return Reply(req, r.status());
   fuse_reply_readlink(req, r->c_str());
 }
@@ -291,45 +361,99 @@ void FuseFs::Create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t 
 }
 
 void FuseFs::Read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
-  auto r = Run(true, [&]() -> Result<std::vector<uint8_t>> {
-    if (auto h = held_.find(Obj(ino)); h != held_.end() && h->second.stale) {
-      return Status::Remote(ESTALE, "the server lost this open file");
-    }
-    return conn_->Read(Obj(ino), static_cast<uint64_t>(off), static_cast<uint32_t>(size));
-  });
+  auto r = Run(
+      true,
+      [&]() -> Result<std::vector<uint8_t>> {
+        if (auto h = held_.find(Obj(ino)); h != held_.end() && h->second.stale) {
+          return Status::Remote(ESTALE, "the server lost this open file");
+        }
+        (void)FlushOne(Obj(ino));  // a failure is the next write's, close's or fsync's to report
+        return conn_->Read(Obj(ino), static_cast<uint64_t>(off), static_cast<uint32_t>(size));
+      },
+      false);
   if (!r.ok()) return Reply(req, r.status());
   fuse_reply_buf(req, reinterpret_cast<const char*>(r->data()), r->size());
 }
 
 void FuseFs::Write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off) {
-  std::vector<uint8_t> data(buf, buf + size);
-  Status s = Run(false, [&]() -> Status {
-    if (auto h = held_.find(Obj(ino)); h != held_.end() && h->second.stale) {
-      return Status::Remote(ESTALE, "the server lost this open file");
-    }
-    return ops_.WriteAt(Obj(ino), static_cast<uint64_t>(off), data);
-  });
-  if (!s.ok()) return Reply(req, s);
+  const uint64_t obj = Obj(ino), at = static_cast<uint64_t>(off);
   std::lock_guard<std::mutex> lock(mu_);
-  opened_as_.erase(Obj(ino));  // changed here: the next open must not trust its cache blindly
+  if (auto h = held_.find(obj); h != held_.end() && h->second.stale) return (void)fuse_reply_err(req, ESTALE);
+  if (int e = TakeError(obj)) return (void)fuse_reply_err(req, e);  // an earlier gathered write failed
+  opened_as_.erase(obj);  // changed here: the next open must not trust its cache blindly
+  if (options_.write_delay <= 0) {
+    FlushAll();
+    Status s = ops_.WriteAt(obj, at, std::vector<uint8_t>(buf, buf + size));
+    if (!s.ok()) return Reply(req, s);
+    return (void)fuse_reply_write(req, size);
+  }
+  auto g = gathered_.find(obj);
+  if (g == gathered_.end() || g->second.bytes + size > kGatherBytes) {
+    // Other files' writes first: the server sees this mount's in order.
+    FlushAll();
+    if (int e = TakeError(obj)) return (void)fuse_reply_err(req, e);
+    g = gathered_.emplace(obj, Gathered{{}, 0, std::chrono::steady_clock::now()}).first;
+  }
+  // Merge [at, at + size) with every piece it touches; its bytes win.
+  auto& pieces = g->second.pieces;
+  uint64_t lo = at, hi = at + size;
+  auto first = pieces.lower_bound(at);
+  if (first != pieces.begin()) {
+    auto prev = std::prev(first);
+    if (prev->first + prev->second.size() >= at) first = prev;
+  }
+  auto last = first;
+  while (last != pieces.end() && last->first <= hi) {
+    lo = std::min(lo, last->first);
+    hi = std::max(hi, last->first + last->second.size());
+    ++last;
+  }
+  std::vector<uint8_t> merged(hi - lo);
+  for (auto p = first; p != last; ++p) {
+    std::copy(p->second.begin(), p->second.end(), merged.begin() + static_cast<ptrdiff_t>(p->first - lo));
+    g->second.bytes -= p->second.size();
+  }
+  std::copy(buf, buf + size, merged.begin() + static_cast<ptrdiff_t>(at - lo));
+  pieces.erase(first, last);
+  g->second.bytes += merged.size();
+  pieces.emplace(lo, std::move(merged));
+  if (g->second.bytes >= kGatherBytes) {
+    Status s = FlushOne(obj);
+    if (!s.ok()) {
+      (void)TakeError(obj);
+      return Reply(req, s);
+    }
+  }
   fuse_reply_write(req, size);
+}
+
+void FuseFs::Flush(fuse_req_t req, fuse_ino_t ino) {
+  std::lock_guard<std::mutex> lock(mu_);
+  (void)FlushOne(Obj(ino));
+  fuse_reply_err(req, TakeError(Obj(ino)));  // close(2) reports a failed write, as on NFS
 }
 
 void FuseFs::Release(fuse_req_t req, fuse_ino_t ino) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    (void)FlushOne(Obj(ino));
     CloseOn(Obj(ino));
   }
   fuse_reply_err(req, 0);
 }
 
-void FuseFs::Fsync(fuse_req_t req) {
-  // Every change was sent as it was made; SYNC answers once all are durable.
-  Reply(req, Run(true, [&]() -> Status {
-          auto replies = conn_->Call(proto::Sync{});
-          if (!replies.ok()) return replies.status();
-          return Connection::Check(replies->back());
-        }));
+void FuseFs::Fsync(fuse_req_t req, fuse_ino_t ino) {
+  // Everything this mount wrote is sent (Run), then SYNC answers once all
+  // of it is durable.
+  int failed = 0;
+  Status s = Run(true, [&]() -> Status {
+    failed = TakeError(Obj(ino));
+    auto replies = conn_->Call(proto::Sync{});
+    if (!replies.ok()) return replies.status();
+    return Connection::Check(replies->back());
+  });
+  if (failed) return (void)fuse_reply_err(req, failed);
+  Reply(req, s);
 }
 
 void FuseFs::Opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info* fi) {
@@ -416,7 +540,8 @@ void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const ch
 }
 
 void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t size) {
-  auto r = Run(true, [&] { return ops_.GetXattr(Obj(ino), name); });
+  auto r = Run(
+      true, [&] { return ops_.GetXattr(Obj(ino), name); }, false);  // not data: nothing to flush
   if (!r.ok()) return Reply(req, r.status());
   if (size == 0) return (void)fuse_reply_xattr(req, r->size());
   if (r->size() > size) return (void)fuse_reply_err(req, ERANGE);
@@ -424,7 +549,8 @@ void FuseFs::Getxattr(fuse_req_t req, fuse_ino_t ino, const char* name, size_t s
 }
 
 void FuseFs::Listxattr(fuse_req_t req, fuse_ino_t ino, size_t size) {
-  auto r = Run(true, [&] { return ops_.ListXattrs(Obj(ino)); });
+  auto r = Run(
+      true, [&] { return ops_.ListXattrs(Obj(ino)); }, false);
   if (!r.ok()) return Reply(req, r.status());
   std::string list;
   for (const std::string& n : *r) list += n + '\0';
@@ -440,7 +566,9 @@ void FuseFs::Removexattr(fuse_req_t req, fuse_ino_t ino, const char* name) {
 const struct fuse_lowlevel_ops* FuseFs::Ops() {
   static const struct fuse_lowlevel_ops ops = [] {
     struct fuse_lowlevel_ops o {};
-    o.init = [](void*, struct fuse_conn_info* conn) {
+    o.init = [](void* fs, struct fuse_conn_info* conn) {
+      auto* self = static_cast<FuseFs*>(fs);
+      if (self->options_.write_delay > 0) self->flusher_ = std::thread([self] { self->Flusher(); });
       // No writeback cache (a network file system would lose appends and
       // reorder writes with it), no splice games: plain, ordered writes.
       conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
@@ -473,15 +601,15 @@ const struct fuse_lowlevel_ops* FuseFs::Ops() {
     o.write = [](fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t off, struct fuse_file_info*) {
       Fs(r)->Write(r, i, b, s, off);
     };
-    o.flush = [](fuse_req_t r, fuse_ino_t, struct fuse_file_info*) { fuse_reply_err(r, 0); };  // nothing buffered
+    o.flush = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info*) { Fs(r)->Flush(r, i); };
     o.release = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info*) { Fs(r)->Release(r, i); };
-    o.fsync = [](fuse_req_t r, fuse_ino_t, int, struct fuse_file_info*) { Fs(r)->Fsync(r); };
+    o.fsync = [](fuse_req_t r, fuse_ino_t i, int, struct fuse_file_info*) { Fs(r)->Fsync(r, i); };
     o.opendir = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) { Fs(r)->Opendir(r, i, fi); };
     o.readdir = [](fuse_req_t r, fuse_ino_t i, size_t s, off_t off, struct fuse_file_info* fi) {
       Fs(r)->Readdir(r, i, s, off, fi);
     };
     o.releasedir = [](fuse_req_t r, fuse_ino_t i, struct fuse_file_info* fi) { Fs(r)->Releasedir(r, i, fi); };
-    o.fsyncdir = [](fuse_req_t r, fuse_ino_t, int, struct fuse_file_info*) { Fs(r)->Fsync(r); };
+    o.fsyncdir = [](fuse_req_t r, fuse_ino_t i, int, struct fuse_file_info*) { Fs(r)->Fsync(r, i); };
     o.statfs = [](fuse_req_t r, fuse_ino_t) { Fs(r)->Statfs(r); };
     o.setxattr = [](fuse_req_t r, fuse_ino_t i, const char* n, const char* v, size_t s, int f) {
       Fs(r)->Setxattr(r, i, n, v, s, f);

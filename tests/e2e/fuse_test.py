@@ -200,6 +200,17 @@ def syscall_table(root):
             os.close(fd)
     step('a file past 4 GiB, sparse', big)
 
+    def scattered_writes():
+        fd = os.open(p('sc'), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            for off, data in [(0, b'aaaa'), (10, b'bbbb'), (2, b'cc'), (8, b'dddddd'), (30, b'e'), (3, b'ffffffffff'),
+                              (20, b'g' * 3)]:
+                os.pwrite(fd, data, off)
+            return os.fstat(fd).st_size, os.pread(fd, 64, 0)
+        finally:
+            os.close(fd)
+    step('scattered and overlapping writes', scattered_writes)
+
     def shared_mmap():
         write(p('mm'), b'\0' * 8192)
         fd = os.open(p('mm'), os.O_RDWR)
@@ -269,7 +280,7 @@ class Mount(unittest.TestCase):
         differ = [(name, w, g) for (name, w), (_, g) in zip(want, got) if w != g and name not in KNOWN_DIFFERENCES]
         self.assertEqual(differ, [], '\n'.join(f'{n}: local {w!r}, crfs {g!r}' for n, w, g in differ))
         # The table did what it says on the server's side too.
-        self.assertEqual(sorted(os.listdir(os.path.join(W.mnt, 'tenants', 'acme', 'table'))), ['ap', 'big', 'mm'])
+        self.assertEqual(sorted(os.listdir(os.path.join(W.mnt, 'tenants', 'acme', 'table'))), ['ap', 'big', 'mm', 'sc'])
         shutil.rmtree(remote)
 
     def test_what_the_mount_writes_is_in_the_tenants_subvolume(self):
@@ -304,6 +315,18 @@ class Mount(unittest.TestCase):
         finally:
             shutil.rmtree(back)
             shutil.rmtree(dst)
+
+    def test_a_refused_gathered_write_is_reported_by_close(self):
+        # Writes are gathered and sent later; one the server refuses (past the protocol's
+        # 2^62 bytes: EFBIG) is reported by close(2), as NFS reports write-back errors.
+        path = os.path.join(self.where, 'too-far')
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        self.assertEqual(os.pwrite(fd, b'x', 1 << 62), 1)
+        with self.assertRaises(OSError) as e:
+            os.close(fd)
+        self.assertEqual(e.exception.errno, errno.EFBIG)
+        self.assertEqual(os.stat(path).st_size, 0)
+        os.unlink(path)
 
     def test_fsync_returns_once_durable(self):
         fd = os.open(os.path.join(self.where, 'synced'), os.O_WRONLY | os.O_CREAT, 0o644)
