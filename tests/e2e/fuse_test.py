@@ -336,6 +336,129 @@ class Mount(unittest.TestCase):
         os.unlink(os.path.join(self.where, 'synced'))
 
 
+class Workloads(unittest.TestCase):
+    """Real programs from Debian packages on the mount, bounded in time; each must finish
+    cleanly and, where it can, verify what it wrote."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.where = W.path('m-work')
+        mount('acme', 'alice', cls.where)
+        cls.dir = os.path.join(cls.where, 'work')
+        os.mkdir(cls.dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.dir, ignore_errors=True)
+        unmount(cls.where)
+
+    def sh(self, cmd, cwd=None, timeout=300):
+        r = subprocess.run(cmd, shell=True, cwd=cwd or self.dir, capture_output=True, text=True, errors='replace',
+                           timeout=timeout)
+        self.assertEqual(r.returncode, 0, f'{cmd}: {r.stdout[-2000:]}{r.stderr[-2000:]}')
+        return r.stdout + r.stderr
+
+    def test_fio_verifies_random_and_sequential_writes(self):
+        for rw, bs, size in (('randwrite', '4k', '8m'), ('write', '128k', '32m'), ('randrw', '16k', '8m')):
+            out = self.sh(f'fio --name={rw} --directory=. --size={size} --bs={bs} --rw={rw} --verify=crc32c '
+                          '--verify_fatal=1 --ioengine=psync --unlink=1')
+            self.assertIn('err= 0', out)
+
+    def test_dbench(self):
+        self.assertIn('Throughput', self.sh('dbench -t 5 -D . 2'))
+
+    def test_postmark(self):
+        cfg = W.path('postmark.cfg')
+        with open(cfg, 'w') as f:
+            f.write(f'set location {self.dir}\nset number 200\nset transactions 500\nrun\nquit\n')
+        out = self.sh(f'postmark {cfg}')
+        self.assertIn('seconds of transactions', out)
+        self.assertIn('Deleting files...Done', out)
+        self.assertEqual([n for n in os.listdir(self.dir) if n.startswith('s') and n[1:].isdigit()], [])
+
+    def test_stress_ng_file_stressors(self):
+        out = self.sh('stress-ng --temp-path . --dir 1 --rename 1 --symlink 1 --hdd 1 --hdd-bytes 4m --verify '
+                      '--timeout 5s', timeout=120)
+        self.assertIn('successful run completed', out)
+
+    def test_tar_and_make_of_a_c_project(self):
+        src = W.path('cproject')
+        os.makedirs(src, exist_ok=True)
+        with open(os.path.join(src, 'main.c'), 'w') as f:
+            f.write('#include <stdio.h>\nint add(int, int);\nint main(void) { printf("%d\\n", add(40, 2)); }\n')
+        with open(os.path.join(src, 'add.c'), 'w') as f:
+            f.write('int add(int a, int b) { return a + b; }\n')
+        with open(os.path.join(src, 'Makefile'), 'w') as f:
+            f.write('prog: main.o add.o\n\tcc -o $@ $^\n%.o: %.c\n\tcc -c -o $@ $<\n')
+        self.sh(f'tar czf {W.path("cproject.tgz")} -C {src} . && mkdir cp && tar xzf {W.path("cproject.tgz")} -C cp')
+        self.sh('make -C cp')
+        self.assertEqual(self.sh('./cp/prog').strip(), '42')
+        self.assertIn('is up to date', self.sh('make -C cp'))  # mtimes survive: nothing rebuilt
+
+    def test_git_clone_and_status(self):
+        self.sh(f'git clone -q {base.SRC} repo')
+        self.assertEqual(self.sh('git status --porcelain', cwd=os.path.join(self.dir, 'repo')), '')
+        self.sh('git fsck --no-progress', cwd=os.path.join(self.dir, 'repo'))
+
+
+def pids_serving(where):
+    """PIDs of crfs-fuse processes started for mount point `where` (a unique test path)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open(f'/proc/{pid}/cmdline', 'rb') as f:
+                args = f.read().split(b'\0')
+        except OSError:
+            continue
+        if args and args[0].endswith(b'crfs-fuse') and where.encode() in args:
+            found.append(int(pid))
+    return found
+
+
+class MountHelper(unittest.TestCase):
+    HELPER = os.path.join(base.BUILD, 'client', 'mount.fuse.crfs')
+
+    def helper(self, where, opts):
+        os.makedirs(where, exist_ok=True)
+        return subprocess.run([self.HELPER, f'127.0.0.1:{W.port}', where, '-o', opts], capture_output=True, text=True,
+                              errors='replace', timeout=60)
+
+    def test_as_mount_8_calls_it_with_fstab_options_then_umount(self):
+        # What `mount -t fuse.crfs` and an fstab line run: the helper with mount(8)'s
+        # options mixed in; crfs-fuse goes to the background once mounted; umount ends it.
+        where = W.path('m-helper')
+        crt, key = W.cert('acme', 'alice')
+        r = self.helper(where, f'cert={crt},key={key},ca={W.path("pki/ca.crt")},_netdev,nofail,noauto,x-systemd.a=b,'
+                               'defaults,nodev,nosuid')
+        pids = pids_serving(where)
+        try:
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(os.path.ismount(where))
+            self.assertEqual(len(pids), 1)
+            with open(os.path.join(where, 'via-helper'), 'w') as f:
+                f.write('mounted by mount.fuse.crfs\n')
+            self.assertTrue(os.path.exists(os.path.join(W.mnt, 'tenants', 'acme', 'via-helper')))
+            os.unlink(os.path.join(where, 'via-helper'))
+            self.assertEqual(subprocess.run(['umount', where], capture_output=True).returncode, 0)
+            deadline = time.time() + 10
+            while time.time() < deadline and pids_serving(where):
+                time.sleep(0.05)
+            self.assertEqual(pids_serving(where), [], 'crfs-fuse outlived its unmount')
+        finally:
+            if os.path.ismount(where):
+                subprocess.run(['umount', '-l', where], capture_output=True)
+            for pid in pids_serving(where):
+                os.kill(pid, signal.SIGKILL)  # by PID
+
+    def test_an_unknown_option_fails_through_the_helper(self):
+        where = W.path('m-helper2')
+        crt, key = W.cert('acme', 'alice')
+        r = self.helper(where, f'cert={crt},key={key},ca={W.path("pki/ca.crt")},nonsense')
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('nonsense', r.stderr)
+        self.assertFalse(os.path.ismount(where))
+
+
 class Tenants(unittest.TestCase):
     def test_each_tenant_sees_only_its_own_tree(self):
         a, b = W.path('m-a2'), W.path('m-b2')
