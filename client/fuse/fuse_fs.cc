@@ -535,6 +535,10 @@ void FuseFs::Statfs(fuse_req_t req) {
 }
 
 void FuseFs::Setxattr(fuse_req_t req, fuse_ino_t ino, const char* name, const char* value, size_t size, int flags) {
+  // crfsd keeps user.* xattrs only (protocol.md §6.2). POSIX ACLs are "not
+  // supported here", which cp -a, sed -i and tar take in their stride
+  // (they fall back to the mode bits), rather than the server's EPERM.
+  if (std::strncmp(name, "system.posix_acl_", 17) == 0) return (void)fuse_reply_err(req, EOPNOTSUPP);
   const std::string v(value, size);
   Reply(req, Run(false, [&] { return ops_.SetXattrOf(Obj(ino), name, v, flags); }));
 }

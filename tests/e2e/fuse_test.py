@@ -395,6 +395,15 @@ class Workloads(unittest.TestCase):
         self.assertEqual(self.sh('./cp/prog').strip(), '42')
         self.assertIn('is up to date', self.sh('make -C cp'))  # mtimes survive: nothing rebuilt
 
+    def test_cp_a_and_sed_i_without_complaint(self):
+        # cp -a and an editor's save (sed -i: a new file renamed over the old) try to keep
+        # POSIX ACLs; the mount answers EOPNOTSUPP, so they keep the mode bits quietly.
+        out = self.sh(f'cp -a {os.path.join(base.SRC, "docs")} docs && sed -i s/crfs/CRFS/ docs/crfsd.md')
+        self.assertEqual(out, '')
+        self.sh(f'diff -r {os.path.join(base.SRC, "docs")} docs | grep -q CRFS')
+        self.assertEqual(oct(os.stat(os.path.join(self.dir, 'docs', 'crfsd.md')).st_mode & 0o777),
+                         oct(os.stat(os.path.join(base.SRC, 'docs', 'crfsd.md')).st_mode & 0o777))
+
     def test_git_clone_and_status(self):
         self.sh(f'git clone -q {base.SRC} repo')
         self.assertEqual(self.sh('git status --porcelain', cwd=os.path.join(self.dir, 'repo')), '')
