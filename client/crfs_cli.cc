@@ -36,7 +36,8 @@ constexpr char kUsage[] =
     "  ls [PATH]         list a directory (default /)\n"
     "  stat PATH         show an object's inode\n"
     "  cat PATH          write a file's contents to standard output\n"
-    "  get PATH FILE     copy a file to a local FILE (refuses to overwrite)\n"
+    "  get PATH FILE     copy a file to a local FILE (refuses to overwrite; - : standard output)\n"
+    "  readlink PATH     print a symlink's target\n"
     "  find [PATH]       every object below PATH, one line each (like find -ls)\n"
     "  items PATH        the object's items as the server sends them (snoop form)\n"
     "  shell             run commands from standard input, one per line, in one session\n"
@@ -51,7 +52,8 @@ constexpr char kUsage[] =
     "\n"
     "changes (each one transaction, applied atomically):\n"
     "  mkdir PATH                  make a directory\n"
-    "  put FILE PATH               copy a local FILE to PATH (creates or replaces its contents)\n"
+    "  put FILE PATH               copy a local FILE (- : standard input) to PATH (creates it with\n"
+    "                              FILE's permission bits, or replaces its contents)\n"
     "  rm [-r] PATH                remove a file, symlink or empty directory; -r: a whole tree\n"
     "  mv FROM TO                  rename (replaces a file or empty directory at TO)\n"
     "  exch PATH PATH [PATH...]    each name takes the next one's object, the last the first's: two swap\n"
@@ -285,33 +287,24 @@ int Usage() {
 // Commands and how many words (with the command) each takes.
 bool ArityOk(const std::vector<std::string>& a) {
   static const std::map<std::string, std::pair<size_t, size_t>> kArity = {
-      {"ping", {1, 1}},
-      {"ls", {1, 2}},
-      {"find", {1, 2}},
-      {"get", {3, 3}},
-      {"stat", {2, 2}},
-      {"cat", {2, 2}},
-      {"items", {2, 2}},
-      {"mkdir", {2, 2}},
-      {"put", {3, 3}},
-      {"rm", {2, 3}},
-      {"mv", {3, 3}},
-      {"exch", {3, 65}},
-      {"ln", {3, 4}},
-      {"chmod", {3, 3}},
-      {"setfattr", {4, 6}},
-      {"chown", {3, 3}},
-      {"truncate", {3, 3}},
-      {"touch", {2, 3}},
-      {"sync", {1, 1}},
-      {"import", {3, 3}},
-      {"open", {2, 3}},
-      {"close", {2, 2}},
-      {"write", {3, ~size_t{0}}},
+      {"ping", {1, 1}},     {"ls", {1, 2}},       {"find", {1, 2}},  {"get", {3, 3}},
+      {"readlink", {2, 2}}, {"stat", {2, 2}},     {"cat", {2, 2}},   {"items", {2, 2}},
+      {"mkdir", {2, 2}},    {"put", {3, 3}},      {"rm", {2, 3}},    {"mv", {3, 3}},
+      {"exch", {3, 65}},    {"ln", {3, 4}},       {"chmod", {3, 3}}, {"setfattr", {4, 6}},
+      {"chown", {3, 3}},    {"truncate", {3, 3}}, {"touch", {2, 3}}, {"sync", {1, 1}},
+      {"import", {3, 3}},   {"open", {2, 3}},     {"close", {2, 2}}, {"write", {3, ~size_t{0}}},
       {"shell", {1, 1}},
   };
   auto arity = a.empty() ? kArity.end() : kArity.find(a[0]);
-  return arity != kArity.end() && a.size() >= arity->second.first && a.size() <= arity->second.second;
+  if (arity == kArity.end()) {
+    if (!a.empty()) std::fprintf(stderr, "crfs: unknown command '%s' (crfs --help lists them)\n", a[0].c_str());
+    return false;
+  }
+  if (a.size() < arity->second.first || a.size() > arity->second.second) {
+    std::fprintf(stderr, "crfs: %s: wrong number of arguments (crfs --help shows them)\n", a[0].c_str());
+    return false;
+  }
+  return true;
 }
 
 int Change(Connection& c, crfs::client::FileOps& ops, const std::vector<std::string>& a) {
@@ -320,16 +313,19 @@ int Change(Connection& c, crfs::client::FileOps& ops, const std::vector<std::str
   if (cmd == "mkdir") {
     s = ops.Mkdir(a[1]);
   } else if (cmd == "put") {
-    std::FILE* in = std::fopen(a[1].c_str(), "rb");
+    const bool piped = a[1] == "-";
+    std::FILE* in = piped ? stdin : std::fopen(a[1].c_str(), "rb");
     if (!in) return Fail(Status(crfs::Code::kIo, a[1] + ": " + std::strerror(errno)));
+    struct stat st {};
+    const uint32_t mode = !piped && fstat(fileno(in), &st) == 0 ? st.st_mode & 07777 : 0644;
     std::vector<uint8_t> data;
     uint8_t buf[1 << 16];
     size_t n;
     while ((n = std::fread(buf, 1, sizeof(buf), in)) > 0) data.insert(data.end(), buf, buf + n);
     const bool bad = std::ferror(in);
-    std::fclose(in);
+    if (!piped) std::fclose(in);
     if (bad) return Fail(Status(crfs::Code::kIo, a[1] + ": read error"));
-    s = ops.Put(a[2], data);
+    s = ops.Put(a[2], data, mode);
   } else if (cmd == "rm") {
     if (a.size() == 3 && a[1] != "-r") return Usage();
     s = a.size() == 3 ? ops.RemoveTree(a[2]) : ops.Remove(a[1]);
@@ -456,7 +452,15 @@ int Run(Connection& c, crfs::client::FileOps& ops, const std::vector<std::string
   if (cmd == "find") return Find(c, args.size() > 1 ? args[1] : "/");
   if (cmd == "items") return Items(c, args[1]);
   if (cmd == "stat") return Stat(c, args[1]);
-  if (cmd == "cat") return Copy(c, args[1], stdout);
+  if (cmd == "cat" || (cmd == "get" && args[2] == "-")) return Copy(c, args[1], stdout);
+  if (cmd == "readlink") {
+    auto obj = c.Lookup(args[1]);
+    if (!obj.ok()) return Fail(obj.status());
+    auto target = ops.ReadLink(*obj);
+    if (!target.ok()) return Fail(target.status());
+    std::printf("%s\n", target->c_str());
+    return 0;
+  }
   // get: never overwrite a local file.
   std::FILE* out = std::fopen(args[2].c_str(), "wbx");
   if (!out) return Fail(Status(crfs::Code::kIo, args[2] + ": " + std::strerror(errno)));
@@ -545,7 +549,8 @@ int main(int argc, char** argv) {
     }
     args.push_back(a);
   }
-  if (!ArityOk(args)) return Usage();
+  if (args.empty()) return Usage();
+  if (!ArityOk(args)) return 2;  // it said which word
   // Where and as whom: each missing piece named (flags or CRFS_* variables).
   for (auto [value, what] : {std::pair{&o.ca, "--ca FILE (or CRFS_CA)"},
                              {&o.cert, "--cert FILE (or CRFS_CERT)"},

@@ -26,8 +26,7 @@ using proto::Key;
 
 constexpr size_t kExtentBytes = CRFS_MAX_DATA_BYTES;  // data per INLINE item
 constexpr size_t kRangeBytes = 512 << 10;             // data per range
-constexpr size_t kTransactionBytes = FileOps::kTransactionBytes;
-constexpr size_t kMaxRangesPerFragment = 1024;  // protocol.md §6.1
+constexpr size_t kMaxRangesPerFragment = 1024;        // protocol.md §6.1
 
 Status Errno(int e, const std::string& what) {
   return Status::Remote(

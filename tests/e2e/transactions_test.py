@@ -316,6 +316,43 @@ class Operations(unittest.TestCase):
         self.assertEqual([n for n in os.listdir(acme()) if n.startswith('.nfs')], [])
 
 
+class CommandLine(unittest.TestCase):
+    """The crfs command as a new user tries it."""
+
+    def crfs(self, *args, input=None):
+        crt, key = W().cert('acme', 'alice')
+        return subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert',
+                               crt, '--key', key, *args], input=input, capture_output=True)
+
+    def test_an_unknown_command_is_named_without_the_whole_usage(self):
+        r = self.crfs('lsit', '/')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b"unknown command 'lsit'", r.stderr)
+        self.assertNotIn(b'usage:', r.stderr)
+        r = self.crfs('mv', '/a')
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(b'mv: wrong number of arguments', r.stderr)
+
+    def test_put_from_stdin_get_to_stdout_readlink_and_the_local_mode(self):
+        try:
+            self.assertEqual(self.crfs('put', '-', '/cli-in', input=b'from stdin\n').returncode, 0)
+            r = self.crfs('get', '/cli-in', '-')
+            self.assertEqual((r.returncode, r.stdout), (0, b'from stdin\n'))
+            local = W().path('cli-secret')
+            with open(local, 'w') as f:
+                f.write('secret\n')
+            os.chmod(local, 0o600)
+            self.assertEqual(self.crfs('put', local, '/cli-secret').returncode, 0)
+            self.assertEqual(os.stat(acme('cli-secret')).st_mode & 0o7777, 0o600)
+            self.assertEqual(self.crfs('ln', '-s', 'cli-in', '/cli-link').returncode, 0)
+            r = self.crfs('readlink', '/cli-link')
+            self.assertEqual((r.returncode, r.stdout), (0, b'cli-in\n'))
+        finally:
+            for n in ('cli-in', 'cli-secret', 'cli-link'):
+                if os.path.lexists(acme(n)):
+                    os.unlink(acme(n))
+
+
 class Shell:
     """A `crfs shell` session kept open across other clients' actions. Each command is
     followed by a `ping`, whose reply line marks the end of the command's output."""
