@@ -132,6 +132,20 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);  // a server that went away is an error on the connection
   struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
   Settings s;
+  struct fuse_cmdline_opts cmd {};
+  // What libfuse allocated, freed on every way out.
+  struct Freed {
+    fuse_args* args;
+    Settings* s;
+    fuse_cmdline_opts* cmd;
+    ~Freed() {
+      for (char* p : {s->cert, s->key, s->ca, s->reconnect, s->timeout, s->entry_timeout, s->attr_timeout,
+                      s->write_delay, cmd->mountpoint}) {
+        free(p);
+      }
+      fuse_opt_free_args(args);
+    }
+  } freed{&args, &s, &cmd};
   if (fuse_opt_parse(&args, &s, kOptions, OnArg) != 0) return 2;
   if (s.help) {
     std::fputs(kUsage, stdout);
@@ -168,7 +182,6 @@ int main(int argc, char** argv) {
   o.reconnect_ms = static_cast<int>(reconnect * 1000);
   o.timeout_ms = static_cast<int>(timeout * 1000);
 
-  struct fuse_cmdline_opts cmd {};
   if (fuse_parse_cmdline(&args, &cmd) != 0) return 2;
   if (cmd.mountpoint == nullptr) {
     std::fprintf(stderr, "crfs-fuse: needs a MOUNTPOINT\n");
@@ -207,7 +220,5 @@ int main(int argc, char** argv) {
     fuse_remove_signal_handlers(se);
   }
   fuse_session_destroy(se);
-  free(cmd.mountpoint);
-  fuse_opt_free_args(&args);
   return rc == 0 ? 0 : 1;
 }
