@@ -80,6 +80,9 @@ def unmount(where):
         except subprocess.TimeoutExpired:
             p.kill()  # by PID
             _, err = p.communicate()
+        # A clean unmount ends crfs-fuse with status 0 (under ASan: no leak, no error).
+        if p.returncode != 0:
+            raise AssertionError(f'crfs-fuse for {where} exited {p.returncode}: {err[-3000:]}')
     return err
 
 
