@@ -282,6 +282,32 @@ Result<std::vector<std::vector<proto::Frame>>> Connection::CallMany(std::vector<
   return replies;
 }
 
+bool ParseServerAddress(const std::string& server, ConnectOptions* o) {
+  std::string host = server, port;
+  const size_t colons = static_cast<size_t>(std::count(server.begin(), server.end(), ':'));
+  if (!server.empty() && server.front() == '[') {  // [v6] or [v6]:port
+    const size_t close = server.find(']');
+    if (close == std::string::npos || (close + 1 < server.size() && server[close + 1] != ':')) return false;
+    host = server.substr(1, close - 1);
+    if (close + 1 < server.size()) port = server.substr(close + 2);
+    if (close + 1 < server.size() && port.empty()) return false;
+  } else if (colons == 1) {  // host:port
+    host = server.substr(0, server.find(':'));
+    port = server.substr(server.find(':') + 1);
+    if (port.empty()) return false;
+  }  // else a host name, an IPv4 address or a bare IPv6 address: the default port
+  if (host.empty()) return false;
+  o->host = host;
+  o->port = kDefaultPort;
+  if (!port.empty()) {
+    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
+    const unsigned long p = std::stoul(port);
+    if (p == 0 || p > 65535) return false;
+    o->port = static_cast<uint16_t>(p);
+  }
+  return true;
+}
+
 Status Connection::Check(const proto::Frame& final) {
   if (final.info == 0) return Status::Ok();
   const char* name = strerrorname_np(static_cast<int>(final.info));

@@ -45,6 +45,13 @@ struct ConnectOptions {
   std::array<uint8_t, 16> client_id{};
 };
 
+constexpr uint16_t kDefaultPort = 7420;
+
+// HOST, HOST:PORT, [IPv6], [IPv6]:PORT or a bare IPv6 address into
+// o->host and o->port (kDefaultPort when none is given); false if it is
+// none of those or the port is not 1..65535.
+bool ParseServerAddress(const std::string& server, ConnectOptions* o);
+
 class Connection {
  public:
   static Result<std::unique_ptr<Connection>> Open(const ConnectOptions& options);

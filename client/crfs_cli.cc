@@ -25,7 +25,7 @@ using crfs::client::Connection;
 namespace proto = crfs::proto;
 
 constexpr char kUsage[] =
-    "usage: crfs [--server HOST:PORT] [--ca FILE] [--cert FILE] [--key FILE] [--reconnect SECONDS] [--stats]\n"
+    "usage: crfs [--server HOST[:PORT]] [--ca FILE] [--cert FILE] [--key FILE] [--reconnect SECONDS] [--stats]\n"
     "            COMMAND [ARGS]\n"
     "\n"
     "  --reconnect SECONDS  if the connection is lost during a change, reconnect for up to SECONDS\n"
@@ -560,16 +560,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  const size_t colon = server.rfind(':');
-  const std::string port = colon == std::string::npos ? "" : server.substr(colon + 1);
-  if (colon == 0 || port.empty() || port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos ||
-      std::stoul(port) == 0 || std::stoul(port) > 65535) {
-    std::fprintf(stderr, "crfs: --server '%s' must be HOST:PORT (or set CRFS_SERVER)\n", server.c_str());
+  if (!crfs::client::ParseServerAddress(server, &o)) {
+    std::fprintf(stderr, "crfs: --server '%s' must be HOST[:PORT] (or set CRFS_SERVER)\n", server.c_str());
     return 2;
   }
-  o.host = server.substr(0, colon);
-  if (o.host.size() > 2 && o.host.front() == '[' && o.host.back() == ']') o.host = o.host.substr(1, o.host.size() - 2);
-  o.port = static_cast<uint16_t>(std::stoul(port));
   auto conn = Connection::Open(o);
   if (!conn.ok()) return Fail(conn.status());
   crfs::client::FileOps ops(conn->get());

@@ -47,6 +47,16 @@ std::pair<std::string, std::string> Split(const std::string& path) {
   return {slash == 0 ? "/" : p.substr(0, slash), p.substr(slash + 1)};
 }
 
+// A symlink's target, as its one INLINE EXTENT_DATA item.
+Item SymlinkTarget(uint64_t obj, const std::string& target) {
+  proto::ExtentData e;
+  e.type = CRFS_EXTENT_INLINE;
+  e.len = static_cast<uint32_t>(target.size());
+  e.data.assign(target.begin(), target.end());
+  e.csums = proto::DataBlockCrcs(e.data);
+  return Item{{obj, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)};
+}
+
 ItemRange WholeObject(uint64_t obj) { return ItemRange{{obj, 0, 0}, {obj, 0xff, ~0ull}, {}}; }
 
 proto::InodeItem NewInode(const proto::HelloReply& me, uint32_t mode, uint64_t size) {
@@ -122,17 +132,22 @@ Result<FileOps::Entry> FileOps::FindIn(uint64_t dir, const std::string& name) {
     }
   }
   if (e.obj == 0) return e;
-  // Its index in `dir`: the object's INODE_REF for that directory.
-  auto refs = c_->ItemsIn({e.obj, CRFS_INODE_REF_KEY, dir}, {e.obj, CRFS_INODE_REF_KEY, dir});
+  // Its index in `dir` (the object's INODE_REF for that directory) and, in
+  // the same query, its INODE_ITEM: the keys from one to the other are one
+  // range, and neither needs more than reaching the object (protocol.md §7).
+  auto refs = c_->ItemsIn({e.obj, CRFS_INODE_ITEM_KEY, 0}, {e.obj, CRFS_INODE_REF_KEY, dir});
   if (!refs.ok()) return refs.status();
   for (const Item& it : *refs) {
-    if (const auto* r = std::get_if<proto::InodeRefs>(&it.body)) {
+    if (const auto* in = std::get_if<proto::InodeItem>(&it.body)) e.inode = *in;
+    if (const auto* r = std::get_if<proto::InodeRefs>(&it.body); r && it.key.offset == dir) {
       for (const auto& ref : r->refs) {
         if (ref.name == name) e.index = ref.index;
       }
     }
   }
-  if (e.index == 0) return Errno(ESTALE, name + ": its entry and its back reference disagree (changed meanwhile)");
+  if (e.index == 0 || !e.inode) {
+    return Errno(ESTALE, name + ": its entry and its back reference disagree (changed meanwhile)");
+  }
   return e;
 }
 
@@ -247,14 +262,7 @@ Result<uint64_t> FileOps::CreateIn(uint64_t dir, const std::string& name, uint32
   const uint32_t perms = S_ISLNK(mode) ? 0777 : mode & 07777;
   obj.items.push_back(Item{{p, CRFS_INODE_ITEM_KEY, 0},
                            NewInode(c_->hello(), (mode & S_IFMT) | perms, S_ISLNK(mode) ? target.size() : 0)});
-  if (S_ISLNK(mode)) {
-    proto::ExtentData ext;
-    ext.type = CRFS_EXTENT_INLINE;
-    ext.len = static_cast<uint32_t>(target.size());
-    ext.data.assign(target.begin(), target.end());
-    ext.csums = proto::DataBlockCrcs(ext.data);
-    obj.items.push_back(Item{{p, CRFS_EXTENT_DATA_KEY, 0}, std::move(ext)});
-  }
+  if (S_ISLNK(mode)) obj.items.push_back(SymlinkTarget(p, target));
   ranges.push_back(std::move(obj));
   auto r = Commit(std::move(ranges));
   if (!r.ok()) return r.status();
@@ -758,14 +766,7 @@ Status FileOps::Import(const std::string& local, const std::string& path, size_t
       if (S_ISDIR(n.o.mode)) in.size = names;
       ItemRange r{{n.id, 0, 0}, {n.id, 0xff, ~0ull}, {Item{{n.id, CRFS_INODE_ITEM_KEY, 0}, in}}};
       if (S_ISDIR(n.o.mode)) entry_items(n.id, n.entries, &r.items);
-      if (S_ISLNK(n.o.mode)) {
-        proto::ExtentData e;
-        e.type = CRFS_EXTENT_INLINE;
-        e.len = static_cast<uint32_t>(n.o.target.size());
-        e.data.assign(n.o.target.begin(), n.o.target.end());
-        e.csums = proto::DataBlockCrcs(e.data);
-        r.items.push_back(Item{{n.id, CRFS_EXTENT_DATA_KEY, 0}, std::move(e)});
-      }
+      if (S_ISLNK(n.o.mode)) r.items.push_back(SymlinkTarget(n.id, n.o.target));
       if (S_ISREG(n.o.mode) && !datas[i].empty()) {
         r.max = Key{n.id, CRFS_EXTENT_DATA_KEY - 1, ~0ull};
         ranges.push_back(std::move(r));

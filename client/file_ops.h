@@ -34,7 +34,8 @@ class FileOps {
   // below resolve a path, then use these.
 
   // One name of a directory, from its DIR_ITEM (a lookup: search permission
-  // on `dir`) and, if it exists, the object's INODE_REF for its index.
+  // on `dir`) and, if it exists, the object's INODE_ITEM and INODE_REF (for
+  // its index) in one more query.
   struct Entry {
     uint64_t dir = 0;
     std::string name;
@@ -42,6 +43,7 @@ class FileOps {
     uint8_t type = 0;  // CRFS_FT_*
     uint64_t index = 0;
     std::vector<proto::DirEntry> same_hash;  // the other entries under the name's hash
+    std::optional<proto::InodeItem> inode;   // the object's, read with its INODE_REF (obj != 0)
   };
   Result<Entry> FindIn(uint64_t dir, const std::string& name);
   Result<proto::InodeItem> Inode(uint64_t obj);

@@ -9,7 +9,6 @@
 // with -s) until unmounted (fusermount3 -u, umount) or signalled.
 #include <signal.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -39,8 +38,6 @@ constexpr char kUsage[] =
     "FUSE options (-o) such as allow_other, default_permissions, ro, max_read=N are passed to\n"
     "libfuse; an unknown option fails the mount.\n"
     "  -f  stay in the foreground   -d  debug output (implies -f)   -s  one thread\n";
-
-constexpr uint16_t kDefaultPort = 7420;
 
 struct Settings {
   char* cert = nullptr;
@@ -100,32 +97,6 @@ bool Seconds(const char* name, const char* text, double lo, double hi, bool frac
   return true;
 }
 
-bool ParseServer(const std::string& server, crfs::client::ConnectOptions* o) {
-  std::string host = server, port;
-  const size_t colons = static_cast<size_t>(std::count(server.begin(), server.end(), ':'));
-  if (!server.empty() && server.front() == '[') {  // [v6] or [v6]:port
-    const size_t close = server.find(']');
-    if (close == std::string::npos || (close + 1 < server.size() && server[close + 1] != ':')) return false;
-    host = server.substr(1, close - 1);
-    if (close + 1 < server.size()) port = server.substr(close + 2);
-    if (close + 1 < server.size() && port.empty()) return false;
-  } else if (colons == 1) {  // host:port
-    host = server.substr(0, server.find(':'));
-    port = server.substr(server.find(':') + 1);
-    if (port.empty()) return false;
-  }  // else a host name, an IPv4 address or a bare IPv6 address: the default port
-  if (host.empty()) return false;
-  o->host = host;
-  o->port = kDefaultPort;
-  if (!port.empty()) {
-    if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos) return false;
-    const unsigned long p = std::stoul(port);
-    if (p == 0 || p > 65535) return false;
-    o->port = static_cast<uint16_t>(p);
-  }
-  return true;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -157,7 +128,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   crfs::client::ConnectOptions o;
-  if (!ParseServer(s.server, &o)) {
+  if (!crfs::client::ParseServerAddress(s.server, &o)) {
     std::fprintf(stderr, "crfs-fuse: '%s' is not HOST[:PORT]\n", s.server.c_str());
     return 2;
   }

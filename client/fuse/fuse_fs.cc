@@ -225,7 +225,8 @@ void FuseFs::Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
         auto e = ops_.FindIn(Obj(parent), name);
         if (!e.ok()) return e.status();
         if (e->obj == 0) return Status::Remote(ENOENT, name);
-        (void)FlushOne(e->obj);  // its size as this mount wrote it
+        if (gathered_.count(e->obj) == 0) return EntryOf(e->obj, *e->inode);
+        (void)FlushOne(e->obj);  // gathered writes: its size as this mount wrote it
         auto in = ops_.Inode(e->obj);
         if (!in.ok()) return in.status();
         return EntryOf(e->obj, *in);
