@@ -5,7 +5,9 @@
 # removes everything it made, also when a benchmark fails.
 #
 # bench_setup BUILD_DIR IMAGE_MIB   sets crfsd crfs crfsctl work mnt tenant loop
-#                                   (crfsd.json durability: CRFS_DURABILITY, default power)
+#                                   (crfsd.json durability: CRFS_DURABILITY, default power;
+#                                   policy: a copy of CRFS_BENCH_POLICY at $work/policy.json,
+#                                   default the shipped one)
 # bench_servers                     starts crfsd (CRFS_* exported) and sshfs at $sshmnt
 # timed CMD...                      seconds CMD took (its stderr in $work/last.err)
 # row NAME LOCAL CRFS SSHFS         one table row with ratios to local
@@ -35,7 +37,9 @@ bench_setup() {
   pki/crfs-pki init "$work/pki" --trust-domain bench.crfs > /dev/null
   pki/crfs-pki server "$work/pki" crfsd --ip 127.0.0.1 > /dev/null
   pki/crfs-pki client "$work/pki" bench runner > /dev/null
+  cp "${CRFS_BENCH_POLICY:-policy/examples/default.json}" "$work/policy.json"
   printf '%s\n' "{\"listen\": \"127.0.0.1:0\", \"storage_root\": \"$mnt\", \"trust_domain\": \"bench.crfs\"," \
+    " \"policy\": \"$work/policy.json\"," \
     " \"durability\": \"${CRFS_DURABILITY:-power}\"," \
     " \"tls\": {\"ca\": \"$work/pki/ca.crt\", \"crl\": \"$work/pki/crl.pem\"," \
     "         \"cert\": \"$work/pki/servers/crfsd.crt\", \"key\": \"$work/pki/servers/crfsd.key\"}," \

@@ -187,7 +187,12 @@ int Stat(Connection& c, const std::string& path) {
 // The items of every object in `oids`, pipelined; a reply that did not cover
 // the whole object (over the server's per-query budget) is completed with
 // ItemsOf.
-crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, const std::vector<uint64_t>& oids) {
+// The items of each object, inode to directory entries. `errors`: if not
+// null, an object whose items cannot all be read gets its error there (and
+// what was read of it, its inode at least) instead of failing the batch.
+crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, const std::vector<uint64_t>& oids,
+                                                                std::vector<Status>* errors = nullptr) {
+  if (errors) errors->assign(oids.size(), Status::Ok());
   std::vector<proto::Message> reqs;
   for (uint64_t oid : oids) {
     const proto::Key k{oid, 0, 0};
@@ -198,7 +203,11 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
   std::vector<std::vector<proto::Item>> out(oids.size());
   for (size_t i = 0; i < oids.size(); i++) {
     auto& replies = (*batch)[i];
-    if (Status s = Connection::Check(replies.back()); !s.ok()) return s;
+    if (Status s = Connection::Check(replies.back()); !s.ok()) {
+      if (!errors) return s;
+      (*errors)[i] = s;
+      continue;
+    }
     bool complete = false;
     for (auto& f : replies) {
       if (auto* r = std::get_if<proto::ItemRange>(&f.msg)) {
@@ -208,8 +217,11 @@ crfs::Result<std::vector<std::vector<proto::Item>>> ItemsOfMany(Connection& c, c
     }
     if (!complete) {
       auto all = c.ItemsOf(oids[i], 0, CRFS_DIR_INDEX_KEY);
-      if (!all.ok()) return all.status();
-      out[i] = std::move(*all);
+      if (!all.ok() && !errors) return all.status();
+      if (!all.ok())
+        (*errors)[i] = all.status();  // (keeps the items the first reply had)
+      else
+        out[i] = std::move(*all);
     }
   }
   return out;
@@ -238,15 +250,22 @@ int Find(Connection& c, const std::string& path) {
     std::string path;
   };
   std::vector<Obj> todo{{*root, path == "/" ? "" : path}};
-  size_t objects = 0;
+  size_t objects = 0, failed = 0;
   while (!todo.empty()) {
     std::vector<Obj> batch(todo.end() - static_cast<long>(std::min<size_t>(todo.size(), 256)), todo.end());
     todo.resize(todo.size() - batch.size());
     std::vector<uint64_t> oids;
     for (const Obj& o : batch) oids.push_back(o.oid);
-    auto items = ItemsOfMany(c, oids);
+    std::vector<Status> errors;
+    auto items = ItemsOfMany(c, oids, &errors);
     if (!items.ok()) return Fail(items.status());
     for (size_t i = 0; i < batch.size(); i++) {
+      // As find(1): say what could not be read, go on, and fail at the end.
+      if (!errors[i].ok()) {
+        std::fprintf(stderr, "crfs: %s: %s\n", batch[i].path.empty() ? "/" : batch[i].path.c_str(),
+                     errors[i].ToString().c_str());
+        failed++;
+      }
       const proto::InodeItem* in = FindInode((*items)[i]);
       if (!in) continue;
       objects++;
@@ -260,8 +279,9 @@ int Find(Connection& c, const std::string& path) {
       }
     }
   }
-  std::fprintf(stderr, "crfs: %zu objects\n", objects);
-  return 0;
+  std::fprintf(stderr, "crfs: %zu objects%s\n", objects,
+               failed ? (", " + std::to_string(failed) + " of them not read in full").c_str() : "");
+  return failed ? 1 : 0;
 }
 
 // Streams a file to `out`, pipelined, checksums verified per block.

@@ -202,6 +202,7 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
   if (c.storage_root.front() != '/') return Fields::Err("storage_root", "must be an absolute path");
   CRFS_RETURN_IF_ERROR(f.Str("trust_domain", &c.trust_domain, true));
   if (!IsValidTrustDomain(c.trust_domain)) return Fields::Err("trust_domain", "must be a lower-case DNS name");
+  CRFS_RETURN_IF_ERROR(f.Str("policy", &c.policy, true));
   std::string durability = "power";
   CRFS_RETURN_IF_ERROR(f.Str("durability", &durability, false));
   if (durability == "crash") {
@@ -256,7 +257,12 @@ Result<ServerConfig> LoadConfig(const std::string& path) {
   std::stringstream ss;
   ss << in.rdbuf();
   if (ss.str().size() > (1 << 20)) return Status(Code::kTooLarge, "config: " + path + " is larger than 1 MiB");
-  return ParseConfig(ss.str());
+  Result<ServerConfig> c = ParseConfig(ss.str());
+  if (c.ok() && c->policy.front() != '/') {
+    const size_t slash = path.rfind('/');
+    if (slash != std::string::npos) c->policy = path.substr(0, slash + 1) + c->policy;
+  }
+  return c;
 }
 
 }  // namespace crfs::server

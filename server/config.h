@@ -54,6 +54,7 @@ struct ServerConfig {
   std::string tls_crl;       // PEM: its CRL (required: revocation is not optional)
   std::string tls_cert;      // PEM: the server's certificate
   std::string tls_key;       // PEM: the server's key
+  std::string policy;        // the policy file (docs/policy.md); relative paths are relative to crfsd.json's directory
   uint32_t max_sessions = 4096;
   uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;

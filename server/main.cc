@@ -21,6 +21,9 @@ namespace {
 // 1 after the first SIGTERM/SIGINT (stop cleanly), 2 after the second (at once).
 volatile sig_atomic_t g_stop = 0;
 void OnSignal(int) { g_stop = g_stop < 2 ? g_stop + 1 : 2; }
+// SIGHUP: reload the policy.
+volatile sig_atomic_t g_reload = 0;
+void OnHangup(int) { g_reload = 1; }
 
 constexpr char kUsage[] =
     "usage: crfsd --config FILE [--check-config] [--port-file FILE]\n"
@@ -31,7 +34,9 @@ constexpr char kUsage[] =
     "  --port-file FILE   once listening, write the bound port to FILE (for port 0)\n"
     "  --help             this text\n"
     "\n"
-    "crfsd runs in the foreground and logs to standard error.\n";
+    "crfsd runs in the foreground and logs to standard error. SIGHUP reloads the\n"
+    "policy (a policy with errors is refused and the one in force stays);\n"
+    "SIGTERM stops cleanly.\n";
 
 // --check-config: every check, changing nothing (config_check.h), so that
 // it is safe beside a crfsd serving the same storage root.
@@ -39,6 +44,17 @@ int CheckOnly(const std::string& path, const crfs::server::ServerConfig& config)
   using namespace crfs::server;
   std::vector<Finding> findings = CheckServerConfig(config, time(nullptr));
   for (Finding& f : CheckStorage(config)) findings.push_back(std::move(f));
+  std::vector<crfs::policy::Diagnostic> diags;
+  auto pol = crfs::policy::Policy::Load(config.policy, &diags);
+  for (const crfs::policy::Diagnostic& d : diags) {
+    findings.push_back(
+        Finding{d.error ? Finding::kError : Finding::kWarning, "policy " + config.policy + ": " + d.ToString()});
+  }
+  if (!pol.ok() && diags.empty()) findings.push_back(Finding{Finding::kError, pol.status().message()});
+  if (pol.ok()) {
+    findings.push_back(Finding{Finding::kNote, "policy " + config.policy + ": " + std::to_string((*pol)->rule_count()) +
+                                                   " rules, sha256 " + (*pol)->sha256()});
+  }
   int errors = 0, warnings = 0;
   for (const Finding& f : findings) {
     const LogLevel level = f.severity == Finding::kError     ? LogLevel::kError
@@ -103,6 +119,10 @@ int main(int argc, char** argv) {
     nofile.rlim_cur = nofile.rlim_max;
     setrlimit(RLIMIT_NOFILE, &nofile);
   }
+  // Before the stores open (which can take a while): a SIGHUP then must not end crfsd.
+  struct sigaction hup {};
+  hup.sa_handler = OnHangup;
+  sigaction(SIGHUP, &hup, nullptr);
   auto server = Server::Create(std::move(*config));
   if (!server.ok()) {
     Log(LogLevel::kError, "%s", server.status().message().c_str());
@@ -120,7 +140,7 @@ int main(int argc, char** argv) {
   sa.sa_handler = OnSignal;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
-  crfs::Status s = (*server)->Run(&g_stop);
+  crfs::Status s = (*server)->Run(&g_stop, &g_reload);
   if (!s.ok()) {
     Log(LogLevel::kError, "%s", s.message().c_str());
     // Forced: running transactions are not waited for (destructors would);

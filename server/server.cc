@@ -56,7 +56,16 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   if (!lock.ok()) return lock.status();
   auto tls = TlsContext::Create(config.tls_ca, config.tls_crl, config.tls_cert, config.tls_key);
   if (!tls.ok()) return tls.status();
+  std::vector<policy::Diagnostic> diags;
+  auto pol = policy::Policy::Load(config.policy, &diags);
+  for (const policy::Diagnostic& d : diags) {
+    Log(d.error ? LogLevel::kError : LogLevel::kWarning, "policy %s: %s", config.policy.c_str(), d.ToString().c_str());
+  }
+  if (!pol.ok()) return pol.status();
   std::unique_ptr<Server> s(new Server(std::move(config), std::move(*tls)));
+  s->policy_ = std::move(*pol);
+  Log(LogLevel::kInfo, "policy %s: %zu rules, sha256 %s", s->config_.policy.c_str(), s->policy_->rule_count(),
+      s->policy_->sha256().c_str());
   s->lock_ = std::move(*lock);
   // Did the machine restart since crfsd last ran here (a power cut, say)?
   // Unknown counts as yes: replay then trusts less of the journal.
@@ -338,7 +347,28 @@ bool Server::StopStep(int64_t now) {
   return sessions_.empty();
 }
 
-Status Server::Run(volatile sig_atomic_t* stop) {
+Status Server::ReloadPolicy() {
+  std::vector<policy::Diagnostic> diags;
+  auto pol = policy::Policy::Load(config_.policy, &diags);
+  for (const policy::Diagnostic& d : diags) {
+    Log(d.error ? LogLevel::kError : LogLevel::kWarning, "policy %s: %s", config_.policy.c_str(), d.ToString().c_str());
+  }
+  if (!pol.ok()) {
+    Log(LogLevel::kError, "policy reload refused, the policy in force stays (sha256 %s): %s", policy_->sha256().c_str(),
+        pol.status().message().c_str());
+    return pol.status();
+  }
+  if ((*pol)->sha256() == policy_->sha256()) {
+    Log(LogLevel::kInfo, "policy %s unchanged (sha256 %s)", config_.policy.c_str(), policy_->sha256().c_str());
+    return Status::Ok();
+  }
+  Log(LogLevel::kInfo, "policy %s reloaded: sha256 %s -> %s, %zu rules", config_.policy.c_str(),
+      policy_->sha256().c_str(), (*pol)->sha256().c_str(), (*pol)->rule_count());
+  policy_ = std::move(*pol);
+  return Status::Ok();
+}
+
+Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
   Log(LogLevel::kInfo, "listening on %s:%u (%zu tenants, storage %s)", config_.listen_host.c_str(), port_,
       tenants_.size(), config_.storage_root.c_str());
   std::vector<struct epoll_event> events(256);
@@ -346,6 +376,10 @@ Status Server::Run(volatile sig_atomic_t* stop) {
   bool stopping = false;
   int64_t stop_deadline = 0;
   for (;;) {
+    if (reload && *reload) {
+      *reload = 0;
+      (void)ReloadPolicy();  // logged either way
+    }
     if (*stop && !stopping) {
       stopping = true;
       stop_deadline = NowMs() + config_.stop_timeout_ms;

@@ -22,6 +22,7 @@
 #include <string>
 #include <string_view>
 
+#include "policy/policy.h"
 #include "proto/status.h"
 #include "server/config.h"
 #include "server/storage_lock.h"
@@ -47,12 +48,21 @@ class Server {
   // returns at once with an error and forced_stop() true: the caller then
   // exits without waiting for running transactions (the journal finishes
   // them at the next start).
-  Status Run(volatile sig_atomic_t* stop);
+  // *reload becoming nonzero (SIGHUP) reloads the policy file (ReloadPolicy)
+  // and resets it to 0.
+  Status Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload = nullptr);
   bool forced_stop() const { return forced_stop_; }
 
   // The bound port (useful when the configuration asked for port 0).
   uint16_t port() const { return port_; }
   const ServerConfig& config() const { return config_; }
+  // The policy in force (policy/policy.h): never null once Create returned.
+  // A reload swaps it; whoever holds the old one keeps it valid.
+  std::shared_ptr<const policy::Policy> policy() const { return policy_; }
+  // Reads config().policy again: a valid policy replaces the one in force
+  // (logged with both hashes), an invalid one is refused with every error
+  // logged and the old one stays. Returns what happened.
+  Status ReloadPolicy();
   // The store of a configured tenant, or nullptr.
   TenantStore* Tenant(std::string_view name);
   // The worker that runs `store`'s transactions (store_worker.h).
@@ -84,6 +94,7 @@ class Server {
   std::unique_ptr<StorageLock> lock_;  // first in, last out: held while anything may write
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
+  std::shared_ptr<const policy::Policy> policy_;
   std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
   // Declared after tenants_ and before sessions_: sessions ending at
   // shutdown still reach their worker; workers stop before the stores go.

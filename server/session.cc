@@ -382,7 +382,15 @@ void Session::OnItemQuery(const Frame& f) {
   q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
   std::vector<proto::ItemRange> ranges;
   RequestError err;
-  if (!tenant_->Query(serial_, credentials_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  const policy::OpKind op =
+      tenant_->KnownType(q.key.objectid) == CRFS_FT_DIR ? policy::OpKind::kReaddir : policy::OpKind::kRead;
+  // A refusal holds back the contents only: the object's inode stays
+  // visible, as with a directory the user may not read.
+  RequestError denied;
+  const bool allowed = PolicyAllowsRead(op, q.key.objectid, &denied);
+  if (!tenant_->Query(serial_, credentials_, q, allowed ? nullptr : &denied, &ranges, &err)) {
+    return Final(f.id, err.err, err.text);
+  }
   SendRanges(f.id, std::move(ranges));
 }
 
@@ -398,7 +406,9 @@ void Session::OnTreeQuery(const Frame& f) {
   q.bytes = std::min<uint32_t>(q.bytes, max_payload_);
   std::vector<proto::ItemRange> ranges;
   RequestError err;
-  if (!tenant_->TreeQuery(credentials_, q, &ranges, &err)) return Final(f.id, err.err, err.text);
+  if (!PolicyAllowsRead(policy::OpKind::kReaddir, q.objectid, &err)) return Final(f.id, err.err, err.text);
+  const PolicyCheck check = Check();
+  if (!tenant_->TreeQuery(credentials_, &check, q, &ranges, &err)) return Final(f.id, err.err, err.text);
   SendRanges(f.id, std::move(ranges));
 }
 
@@ -408,6 +418,7 @@ void Session::OnDataRead(const Frame& f) {
   static_assert(CRFS_MIN_PAYLOAD >= sizeof(struct crfs_msg_data) + CRFS_MAX_DATA_BYTES + 4 * 16);
   std::vector<proto::Data> data;
   RequestError err;
+  if (!PolicyAllowsRead(policy::OpKind::kRead, r.objectid, &err)) return Final(f.id, err.err, err.text);
   if (!tenant_->Read(serial_, credentials_, r, &data, &err)) return Final(f.id, err.err, err.text);
   for (auto& d : data) {
     if (!Send(f.id, 0, std::move(d))) return;
@@ -483,8 +494,9 @@ void Session::OnTransFrag(const Frame& f) {
   const uint64_t serial = serial_, id = f.id;
   const ClientCredentials who = credentials_;
   server_->WorkerOf(store)->Submit(
-      [job, store, serial, who] {
-        job->ok = store->Commit(job->t, serial, who, job->who_txn ? &*job->who_txn : nullptr, &job->result, &job->err);
+      [job, store, serial, who, check = Check()] {
+        job->ok =
+            store->Commit(job->t, serial, who, job->who_txn ? &*job->who_txn : nullptr, check, &job->result, &job->err);
       },
       [job, server, serial, id, digest] {
         Session* s = server->FindSession(serial);
@@ -548,9 +560,28 @@ void Session::OnSync(const Frame& f) {
                                    });
 }
 
+PolicyCheck Session::Check() const {
+  return PolicyCheck{server_->policy(), id_.tenant, id_.uri, credentials_.uid, credentials_.gid};
+}
+
+bool Session::PolicyAllowsRead(policy::OpKind op, uint64_t ino, RequestError* err) {
+  std::shared_ptr<const policy::Policy> pol = server_->policy();
+  if (const RequestError* known = reads_.Find(pol, tenant_->paths_epoch(), ino, op)) {
+    *err = *known;
+    return known->err == 0;
+  }
+  RequestError e;
+  const PolicyCheck check{std::move(pol), id_.tenant, id_.uri, credentials_.uid, credentials_.gid};
+  const bool ok = tenant_->PolicyPermitsRead(check, op, ino, &e);
+  reads_.Remember(ino, op, e);
+  *err = e;
+  return ok;
+}
+
 void Session::OnOpen(const Frame& f) {
   const auto& m = std::get<proto::Open>(f.msg);
   RequestError err;
+  if (!PolicyAllowsRead(policy::OpKind::kOpen, m.objectid, &err)) return Final(f.id, err.err, err.text);
   if (!tenant_->HoldOpen(serial_, credentials_, m.objectid, m.flags, &err)) return Final(f.id, err.err, err.text);
   Final(f.id, 0);
 }

@@ -40,6 +40,7 @@
 #include "server/answers.h"
 #include "server/config.h"
 #include "server/identity.h"
+#include "server/policy_gate.h"
 #include "server/transaction.h"
 
 namespace crfs::server {
@@ -106,6 +107,12 @@ class Session {
   void OnOpen(const proto::Frame& f);
   void OnClose(const proto::Frame& f);
   void OnNotImplemented(const proto::Frame& f);
+  // The policy in force and this session's requester, for a commit.
+  PolicyCheck Check() const;
+  // Read-side policy (policy_gate.h): decided once per object and op until
+  // the policy or the tenant's paths change.
+  bool PolicyAllowsRead(policy::OpKind op, uint64_t ino, RequestError* err);
+  ReadDecisions reads_;
 
   // Queues a reply; false if it could not be encoded (the request has then
   // been answered with EIO and the handler must stop).

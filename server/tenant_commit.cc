@@ -650,7 +650,8 @@ const StoredAnswer* TenantStore::Remembered(const StoredAnswer* who_txn, int err
 }
 
 bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCredentials& who,
-                         const StoredAnswer* who_txn, CommitResult* result, RequestError* err) {
+                         const StoredAnswer* who_txn, const PolicyCheck& check, CommitResult* result,
+                         RequestError* err) {
   Acting acting(this, session);
   TrimTables();
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
@@ -671,6 +672,8 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     if (!creds.ok()) return Fail(err, EPERM, "crfsd cannot act as the tenant's users");
     if (!PermitPlan(plan, Access(ids_, *host_uid, *host_gid, tenant_root), err)) return false;
   }
+  // The policy, with the paths the plan touches, before the journal sees it.
+  if (!PolicyPermitsPlan(plan, check, err)) return false;
   if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
   // With crfsd's own rights, after every check that may refuse the plan:
   // the fds that keep held objects alive once their last name goes.

@@ -24,6 +24,7 @@ void TenantStore::Saw(uint64_t dir, uint64_t ino, uint64_t index, const std::str
   Entry& e = it->second;
   if (fresh || e.type != type) {  // new, or the number now names another kind of object
     names_ -= fresh ? 0 : 1 + e.more.size();
+    if (!fresh) paths_epoch_++;
     e = Entry{dir, index, name, type, {}};
     names_++;
     return;
@@ -38,6 +39,7 @@ void TenantStore::Saw(uint64_t dir, uint64_t ino, uint64_t index, const std::str
       return;
     }
   }
+  paths_epoch_++;
   if (type == CRFS_FT_DIR) {  // a directory has one name: where it was seen last
     e.parent = dir;
     e.index = index;
@@ -52,6 +54,7 @@ void TenantStore::Moved(uint64_t ino, uint64_t from_dir, const std::string& from
                         const std::string& to) {
   auto it = table_.find(ino);
   if (it == table_.end()) return;
+  paths_epoch_++;
   Entry& e = it->second;
   if (e.parent == from_dir && e.name == from) {
     e.parent = to_dir;
@@ -67,6 +70,7 @@ void TenantStore::Moved(uint64_t ino, uint64_t from_dir, const std::string& from
 void TenantStore::Forget(uint64_t ino, uint64_t dir, const std::string& name) {
   auto it = table_.find(ino);
   if (it != table_.end()) {
+    paths_epoch_++;
     Entry& e = it->second;
     if (e.parent == dir && e.name == name) {
       names_--;

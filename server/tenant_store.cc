@@ -459,7 +459,7 @@ bool TenantStore::MayRead(const ClientCredentials& who, uint64_t ino, ReadRights
 }
 
 bool TenantStore::Query(uint64_t session, const ClientCredentials& who, const proto::ItemQuery& q,
-                        std::vector<proto::ItemRange>* out, RequestError* err) {
+                        const RequestError* policy_denied, std::vector<proto::ItemRange>* out, RequestError* err) {
   Acting acting(this, session);
   TrimTables();
   const uint64_t ino = q.key.objectid;
@@ -475,12 +475,13 @@ bool TenantStore::Query(uint64_t session, const ClientCredentials& who, const pr
   if (lookup && !rights.search) {
     return Fail(err, EACCES, "no search permission on directory " + std::to_string(ino));
   }
-  if (!lookup && !rights.read) {
+  if (!lookup && (!rights.read || policy_denied)) {
     for (uint8_t type : {CRFS_XATTR_ITEM_KEY, CRFS_DIR_ITEM_KEY, CRFS_DIR_INDEX_KEY, CRFS_EXTENT_DATA_KEY}) {
       const Key first{ino, type, 0};
       if (end < first) break;
       if (Key{ino, type, ~0ull} < q.key) continue;
       if (!(q.key < first)) {
+        if (rights.read) return Fail(err, policy_denied->err, policy_denied->text);
         return Fail(err, EACCES, "no read permission on " + std::to_string(ino) + ": its contents are not shown");
       }
       end = Key{ino, static_cast<uint8_t>(type - 1), ~0ull};
@@ -515,8 +516,8 @@ bool TenantStore::Query(uint64_t session, const ClientCredentials& who, const pr
   return true;
 }
 
-bool TenantStore::TreeQuery(const ClientCredentials& who, const proto::TreeQuery& q, std::vector<proto::ItemRange>* out,
-                            RequestError* err) {
+bool TenantStore::TreeQuery(const ClientCredentials& who, const PolicyCheck* check, const proto::TreeQuery& q,
+                            std::vector<proto::ItemRange>* out, RequestError* err) {
   if (q.objectid < CRFS_ROOT_OBJECTID || q.objectid >= CRFS_PROVISIONAL_FIRST) {
     return Fail(err, ENOENT, "no such object");
   }
@@ -536,6 +537,7 @@ bool TenantStore::TreeQuery(const ClientCredentials& who, const proto::TreeQuery
     RequestError e;
     ReadRights rights;
     if (d != q.objectid && (!MayRead(who, d, &rights, &e) || !rights.read)) continue;  // as if not reached
+    if (d != q.objectid && check && !PolicyPermitsRead(*check, policy::OpKind::kReaddir, d, &e)) continue;
     int dfd = DirFd(d, 0, &e);
     std::vector<Item> items;
     if (dfd < 0 || !DirItems(dfd, d, &items, &e)) {

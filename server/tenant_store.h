@@ -46,6 +46,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -62,6 +63,7 @@
 #include "server/config.h"
 #include "server/idmap.h"
 #include "server/journal.h"
+#include "server/policy_gate.h"
 #include "server/request_error.h"
 
 namespace crfs::server {
@@ -115,8 +117,19 @@ class TenantStore : public TreeView {
   // `who_txn` names the client instance, transaction id and body digest
   // (reply empty) when the client has a client id (answers.h): the answer
   // is then kept, in memory and in the journal, for a resent transaction.
+  // `check`: the policy and who asks; the plan is decided op by op
+  // (PolicyPermitsPlan) after PermitPlan and before the journal.
   bool Commit(const Transaction& t, uint64_t session, const ClientCredentials& who, const StoredAnswer* who_txn,
-              CommitResult* result, RequestError* err);
+              const PolicyCheck& check, CommitResult* result, RequestError* err);
+  // May `check`'s requester do read-side `op` (read, readdir, open) to
+  // `ino`? Decided for every path of the object (tenant_policy.cc); EACCES
+  // (or the deny rule's errno) with the rule named otherwise.
+  bool PolicyPermitsRead(const PolicyCheck& check, policy::OpKind op, uint64_t ino, RequestError* err);
+  // Counts changes of the tenant's paths (renames, removals, new names of
+  // existing objects): read decisions cached before a change are stale.
+  uint64_t paths_epoch() const { return paths_epoch_; }
+  // The CRFS_FT_* of `ino` as listed (CRFS_FT_UNKNOWN if not known).
+  uint8_t KnownType(uint64_t ino);
   // The kept answer to transaction `txn` of `who`, or nullptr.
   const StoredAnswer* AnswerTo(const ClientKey& who, uint64_t txn) const { return answers_.Find(who, txn); }
   // Makes everything committed durable (syncfs) and returns the generation.
@@ -137,17 +150,21 @@ class TenantStore : public TreeView {
   // kMaxQueryReply bytes. Only q.key.objectid is answered (protocol.md §7).
   // Reads are checked as `who` (ReadRights): a reply stops early before the
   // first item the user may not see (protocol.md §7, ITEM_QUERY), and a
-  // query that starts at one is EACCES.
+  // query that starts at one is EACCES. `policy_denied`: the policy refuses
+  // this object's contents (read of a file, readdir of a directory) with
+  // that error; the contents are then held back in the same way, and a
+  // query that starts at them gets that error (docs/policy.md "Reads").
   bool Query(uint64_t session, const ClientCredentials& who, const proto::ItemQuery& q,
-             std::vector<proto::ItemRange>* out, RequestError* err);
+             const RequestError* policy_denied, std::vector<proto::ItemRange>* out, RequestError* err);
 
   // Answers a TREE_QUERY: the DIR_INDEX ranges of directory q.objectid and
   // of the directories below it, breadth first, each range at most q.bytes
   // and CRFS_MAX_RANGE_ITEMS items, together about kMaxQueryReply bytes
   // (whole directories; a directory over the budget alone is cut short).
-  // Directories below q.objectid that `who` may not read get no range.
-  bool TreeQuery(const ClientCredentials& who, const proto::TreeQuery& q, std::vector<proto::ItemRange>* out,
-                 RequestError* err);
+  // Directories below q.objectid that `who` may not read, or that `check`'s
+  // policy does not let it readdir (nullptr: no policy check), get no range.
+  bool TreeQuery(const ClientCredentials& who, const PolicyCheck* check, const proto::TreeQuery& q,
+                 std::vector<proto::ItemRange>* out, RequestError* err);
 
   // Answers a DATA_READ: zero DATA replies at or past end of file.
   // EACCES unless `who` may read the file.
@@ -217,6 +234,14 @@ class TenantStore : public TreeView {
   // still checks each call of a user other than the tenant's root). Runs
   // with FsCredentials(uid, gid, false) in effect.
   bool PermitPlan(const Plan& plan, const Access& access, RequestError* err);
+  // Would the policy let check's requester make every change of `plan`,
+  // within the tenant's limits (tenant_policy.cc)? Paths are the tree's,
+  // as the plan's earlier ops change them.
+  class PlanPaths;
+  bool PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, RequestError* err);
+  double rate_tokens_ = -1;  // limits.transactions_per_second: the bucket (-1: full, not started)
+  std::chrono::steady_clock::time_point rate_last_;
+  uint64_t paths_epoch_ = 0;
   // The TRANS_REPLY map of a transaction that created `created` and the
   // entries `new_indexes` (made: provisional -> inode).
   std::vector<proto::TransMapEntry> ReplyMap(const std::vector<uint64_t>& created,

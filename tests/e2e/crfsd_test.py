@@ -100,10 +100,13 @@ class Fixture:
         other = self.path('other-ca')
         run(PKI, 'init', other, '--trust-domain', 'crfs.test')
         run(PKI, 'client', other, 'acme', 'mallory')
+        # The shipped policy, copied: policy_test.py rewrites it and reloads crfsd (SIGHUP).
+        shutil.copy(os.path.join(SRC, 'policy', 'examples', 'default.json'), self.path('policy.json'))
         with open(self.path('crfsd.json'), 'w') as f:
             f.write(f'''{{
   "listen": "127.0.0.1:0",
   "storage_root": "{self.mnt}",
+  "policy": "policy.json",
   "trust_domain": "crfs.test",
   "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},

@@ -14,6 +14,7 @@ constexpr char kGood[] = R"({
   "trust_domain": "crfs.test",
   "tls": {"ca": "/etc/crfs/ca.crt", "crl": "/etc/crfs/crl.pem", "cert": "/etc/crfs/s.crt", "key": "/etc/crfs/s.key"},
   "limits": {"max_sessions": 100},
+  "policy": "/etc/crfs/policy.json",
   "tenants": {
     "acme": {"id_map": {"uid_base": 100000, "gid_base": 100000, "count": 65536},
              "clients": {"carol": {"uid": 1000, "gid": 100}}},

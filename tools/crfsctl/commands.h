@@ -14,5 +14,6 @@ int ExampleCommand(Args args);
 int HashCommand(Args args);
 int CsumCommand(Args args);
 int TenantCommand(Args args);
+int PolicyCommand(Args args);
 
 }  // namespace crfs::ctl

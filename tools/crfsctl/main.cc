@@ -18,6 +18,12 @@ constexpr char kUsage[] =
     "  csum FILE                print the crc32c of each 4 KiB data block\n"
     "  tenant add --config FILE NAME   create a configured tenant's subvolume\n"
     "  tenant list --config FILE       list tenants and their storage\n"
+    "  policy check FILE        validate a policy: errors and warnings with lines\n"
+    "  policy diff [--config CRFSD.JSON | OLD] NEW [--sample FILE]\n"
+    "                           rules and limits a new policy changes; with a\n"
+    "                           sample of operations, which it decides differently\n"
+    "  policy explain FILE --tenant T OP PATH [PATH2] [--client URI] [--uid N] ...\n"
+    "                           how a policy decides one operation, and why\n"
     "  help                     this text\n";
 
 struct Command {
@@ -27,7 +33,7 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"decode", crfs::ctl::DecodeCommand}, {"example", crfs::ctl::ExampleCommand}, {"hash", crfs::ctl::HashCommand},
-    {"csum", crfs::ctl::CsumCommand},     {"tenant", crfs::ctl::TenantCommand},
+    {"csum", crfs::ctl::CsumCommand},     {"tenant", crfs::ctl::TenantCommand},   {"policy", crfs::ctl::PolicyCommand},
 };
 
 }  // namespace
