@@ -98,12 +98,55 @@ bool Rule::Matches(const Subject& s, const Action& a) const {
   return true;
 }
 
+void Policy::RuleIndex::Build(const std::vector<Rule>& rules) {
+  auto add = [](std::vector<uint32_t>* list, uint32_t i) {
+    if (list->empty() || list->back() != i) list->push_back(i);
+  };
+  for (uint32_t i = 0; i < rules.size(); i++) {
+    const Rule& r = rules[i];
+    bool by_path = !r.paths.empty(), by_client = !r.clients.empty();
+    for (const Glob& g : r.paths) by_path = by_path && g.first_component().has_value();
+    for (const Glob& g : r.clients) by_client = by_client && g.literal();
+    for (size_t op = 0; op < kOpKinds; op++) {
+      if (!(r.ops >> op & 1)) continue;
+      if (by_path) {
+        for (const Glob& g : r.paths) add(&ops[op].by_component[*g.first_component()], i);
+      } else if (by_client) {
+        for (const Glob& g : r.clients) add(&ops[op].by_client[g.prefix()], i);  // the text, escapes removed
+      } else {
+        ops[op].any.push_back(i);
+      }
+    }
+  }
+}
+
 Decision Policy::Evaluate(const Subject& s, const Action& a) const {
   Decision d;
   const auto op = static_cast<size_t>(a.op);
-  auto run = [&](const std::vector<Rule>& rules, const std::vector<uint32_t>& candidates) {
-    for (uint32_t i : candidates) {
-      const Rule& r = rules[i];
+  if (op >= kOpKinds) return Decision{Effect::kDeny, nullptr, EACCES, {}};
+  // The path's first component ("" for "/"; none for a nameless object).
+  std::optional<std::string_view> first;
+  if (!a.path.empty() && a.path[0] == '/') {
+    const size_t slash = a.path.find('/', 1);
+    first = a.path.substr(1, slash == std::string_view::npos ? std::string_view::npos : slash - 1);
+  }
+  static const std::vector<uint32_t> kNone;
+  auto run = [&](const std::vector<Rule>& rules, const RuleIndex& index) {
+    const RuleIndex::PerOp& per = index.ops[op];
+    const std::vector<uint32_t>* lists[3] = {&per.any, &kNone, &kNone};
+    if (first) {
+      if (auto it = per.by_component.find(*first); it != per.by_component.end()) lists[1] = &it->second;
+    }
+    if (auto it = per.by_client.find(s.client); it != per.by_client.end()) lists[2] = &it->second;
+    // The three lists are each in rule order: merge them.
+    size_t at[3] = {0, 0, 0};
+    for (;;) {
+      int best = -1;
+      for (int k = 0; k < 3; k++) {
+        if (at[k] < lists[k]->size() && (best < 0 || (*lists[k])[at[k]] < (*lists[best])[at[best]])) best = k;
+      }
+      if (best < 0) return false;
+      const Rule& r = rules[(*lists[best])[at[best]++]];
       if (!r.Matches(s, a)) continue;
       if (r.effect == Effect::kWarn) {
         d.warned.push_back(&r);
@@ -114,12 +157,10 @@ Decision Policy::Evaluate(const Subject& s, const Action& a) const {
       d.err = r.effect == Effect::kDeny ? r.err : 0;
       return true;
     }
-    return false;
   };
-  if (op >= kOpKinds) return Decision{Effect::kDeny, nullptr, EACCES, {}};
-  if (run(global_, global_by_op_[op])) return d;
-  if (auto t = tenants_.find(s.tenant); t != tenants_.end() && run(t->second.rules, t->second.by_op[op])) return d;
-  if (run(defaults_, defaults_by_op_[op])) return d;
+  if (run(global_, global_index_)) return d;
+  if (auto t = tenants_.find(s.tenant); t != tenants_.end() && run(t->second.rules, t->second.index)) return d;
+  if (run(defaults_, defaults_index_)) return d;
   d.effect = Effect::kDeny;
   d.err = EACCES;
   return d;

@@ -78,6 +78,23 @@ Result<Glob> Glob::Compile(std::string_view p) {
     }
   }
   if (!g.tokens_.empty() && g.tokens_[0].kind == Tok::kLiteral) g.prefix_ = g.tokens_[0].text;
+  // Cheap rejections before the matcher runs: what every match ends with
+  // and how long it is at least.
+  if (g.tokens_.size() > 1 && g.tokens_.back().kind == Tok::kLiteral) g.suffix_ = g.tokens_.back().text;
+  for (const Token& t : g.tokens_) {
+    g.min_length_ += t.kind == Tok::kLiteral ? t.text.size() : t.kind == Tok::kAny || t.kind == Tok::kClass ? 1 : 0;
+  }
+  // The first component, if the pattern fixes it: "/a/b*" -> "a", "/a/**" -> "a", "/a" -> "a".
+  if (g.prefix_.size() > 1 && g.prefix_[0] == '/') {
+    const size_t slash = g.prefix_.find('/', 1);
+    if (slash != std::string::npos) {
+      g.first_component_ = g.prefix_.substr(1, slash - 1);
+    } else if (g.tokens_.size() == 1 || (g.tokens_.size() == 2 && g.tokens_[1].kind == Tok::kSlashStarStar)) {
+      g.first_component_ = g.prefix_.substr(1);
+    }
+  } else if (g.pattern_ == "/") {
+    g.first_component_ = "";
+  }
   if (g.tokens_.empty() || (g.tokens_.size() == 1 && g.tokens_[0].kind == Tok::kLiteral)) {
     g.shape_ = Shape::kLiteral;
     g.literal_ = true;
@@ -98,13 +115,25 @@ bool Glob::Matches(std::string_view s) const {
       return s.substr(0, prefix_.size()) == prefix_ && (s.size() == prefix_.size() || s[prefix_.size()] == '/');
     case Shape::kGeneral: break;
   }
-  if (s.substr(0, prefix_.size()) != prefix_) return false;
-  // cur[j]: the tokens so far can match s[0, j).
+  if (s.size() < min_length_ || s.substr(0, prefix_.size()) != prefix_) return false;
+  if (!suffix_.empty() && s.substr(s.size() - suffix_.size()) != suffix_) return false;
+  // cur[j]: the tokens so far can match s[0, j). On the stack for the
+  // usual lengths: no allocation per match.
   const size_t n = s.size();
-  std::vector<char> cur(n + 1, 0), next(n + 1, 0);
+  constexpr size_t kStack = 1024;
+  char stack[2][kStack];
+  std::vector<char> heap;
+  char* cur = stack[0];
+  char* next = stack[1];
+  if (n + 1 > kStack) {
+    heap.assign(2 * (n + 1), 0);
+    cur = heap.data();
+    next = heap.data() + n + 1;
+  }
+  std::fill(cur, cur + n + 1, 0);
   cur[0] = 1;
   for (const Token& t : tokens_) {
-    std::fill(next.begin(), next.end(), 0);
+    std::fill(next, next + n + 1, 0);
     bool any = false;
     switch (t.kind) {
       case Tok::kLiteral: {
@@ -151,7 +180,7 @@ bool Glob::Matches(std::string_view s) const {
       }
     }
     if (!any) return false;
-    cur.swap(next);
+    std::swap(cur, next);
   }
   return cur[n] != 0;
 }

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -36,6 +37,10 @@ class Glob {
   bool literal() const { return literal_; }
   // The literal text every match starts with.
   const std::string& prefix() const { return prefix_; }
+  // The first component of every path this pattern matches, if the pattern
+  // fixes it ("/a/b*" and "/a/**": "a"; "/": ""; "/a*" and "*": none). The
+  // policy indexes rules by it.
+  const std::optional<std::string>& first_component() const { return first_component_; }
   // Does every text this glob matches also match `wider`? Decided only in
   // the cases that are certain (equal patterns; `wider` is its literal
   // prefix followed by "/**" or "**" covering this one's prefix); false
@@ -50,6 +55,9 @@ class Glob {
   };
   std::string pattern_;
   std::string prefix_;
+  std::string suffix_;  // the literal every match ends with ("" if it ends in a wildcard)
+  size_t min_length_ = 0;
+  std::optional<std::string> first_component_;
   std::vector<Token> tokens_;
   bool literal_ = false;
   // prefix_ followed by exactly "/**" or "**": matching is a prefix test.

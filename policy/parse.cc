@@ -134,12 +134,16 @@ class LineMapper : public nlohmann::json_sax<json> {
     if (!stack_.empty() && !stack_.back().object) stack_.back().index++;
     return true;
   }
-  int Line() const { return LineAt(*cursor_ > begin_ ? static_cast<size_t>(*cursor_ - begin_ - 1) : 0); }
-  int LineAt(size_t offset) const {
-    int line = 1;
-    for (size_t i = 0; i < offset && begin_[i]; i++) line += begin_[i] == '\n';
-    return line;
+  int Line() { return LineAt(*cursor_ > begin_ ? static_cast<size_t>(*cursor_ - begin_ - 1) : 0); }
+  // The parser only moves forward: count newlines from where the last call
+  // stopped (linear in the text, not quadratic).
+  int LineAt(size_t offset) {
+    if (offset < counted_) counted_ = 0, line_ = 1;
+    for (; counted_ < offset && begin_[counted_]; counted_++) line_ += begin_[counted_] == '\n';
+    return line_;
   }
+  size_t counted_ = 0;
+  int line_ = 1;
   const char* begin_;
   const char** cursor_;
   std::vector<Diagnostic>* diags_;
@@ -278,16 +282,9 @@ class Parser {
     // (A tenant's own rules shadow the defaults only for that tenant: not warned.)
     Shadowed(p->defaults_, p->global_);
     // The per-op candidate lists.
-    auto index = [](const std::vector<Rule>& rules, std::vector<uint32_t>* by_op) {
-      for (uint32_t i = 0; i < rules.size(); i++) {
-        for (size_t op = 0; op < kOpKinds; op++) {
-          if (rules[i].ops >> op & 1) by_op[op].push_back(i);
-        }
-      }
-    };
-    index(p->global_, p->global_by_op_);
-    for (auto& [name, t] : p->tenants_) index(t.rules, t.by_op);
-    index(p->defaults_, p->defaults_by_op_);
+    p->global_index_.Build(p->global_);
+    for (auto& [name, t] : p->tenants_) t.index.Build(t.rules);
+    p->defaults_index_.Build(p->defaults_);
   }
 
  private:

@@ -176,17 +176,31 @@ class Policy {
 
  private:
   friend class Parser;
+  // Which rules of a list can match a request, by its op and then by the
+  // first component of its path or by its client: a rule whose every path
+  // pattern fixes its first component is listed under those components
+  // only; else one whose every client pattern is a literal SPIFFE id under
+  // those ids only; the rest under every request. Indices in rule order.
+  struct RuleIndex {
+    struct PerOp {
+      std::vector<uint32_t> any;
+      std::map<std::string, std::vector<uint32_t>, std::less<>> by_component;
+      std::map<std::string, std::vector<uint32_t>, std::less<>> by_client;
+    };
+    PerOp ops[kOpKinds];
+    void Build(const std::vector<Rule>& rules);
+  };
   struct Tenant {
     std::vector<Rule> rules;
     Limits limits;
-    std::vector<uint32_t> by_op[kOpKinds];  // indices of rules that can match each op
+    RuleIndex index;
   };
   uint32_t version_ = 0;
   std::string sha256_;
   std::vector<Rule> global_;
-  std::vector<uint32_t> global_by_op_[kOpKinds];
+  RuleIndex global_index_;
   std::vector<Rule> defaults_;  // tried after the tenant's rules
-  std::vector<uint32_t> defaults_by_op_[kOpKinds];
+  RuleIndex defaults_index_;
   Limits limits_;
   std::map<std::string, Tenant, std::less<>> tenants_;
 };

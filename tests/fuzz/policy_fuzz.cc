@@ -18,11 +18,39 @@
 
 using namespace crfs::policy;
 
+// The decision by trying every rule in order, without the index.
+static Decision Naive(const Policy& pol, const Subject& s, const Action& a) {
+  Decision d;
+  std::vector<const std::vector<Rule>*> lists{&pol.global_rules()};
+  if (const std::vector<Rule>* t = pol.TenantRules(s.tenant)) lists.push_back(t);
+  lists.push_back(&pol.default_rules());
+  for (const auto* rules : lists) {
+    for (const Rule& r : *rules) {
+      if (!r.Matches(s, a)) continue;
+      if (r.effect == Effect::kWarn) {
+        d.warned.push_back(&r);
+        continue;
+      }
+      d.effect = r.effect;
+      d.rule = &r;
+      return d;
+    }
+  }
+  return d;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view in(reinterpret_cast<const char*>(data), size);
   const size_t nul = in.find('\0');
   const std::string_view text = in.substr(0, nul);
-  const std::string path = nul == std::string_view::npos ? "/a/b" : "/" + std::string(in.substr(nul + 1));
+  // The path: after a NUL, else one the input's patterns may well match.
+  std::string path = "/a/b";
+  if (nul != std::string_view::npos) {
+    path = "/" + std::string(in.substr(nul + 1));
+  } else if (size_t q = in.find("\"/"); q != std::string_view::npos) {
+    const size_t end = in.find('"', q + 1);
+    path = std::string(in.substr(q + 1, end == std::string_view::npos ? std::string_view::npos : end - q - 1));
+  }
   std::vector<Diagnostic> diags;
   auto p = Policy::Parse(text, &diags);
   bool errors = false;
@@ -63,6 +91,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       if (op == static_cast<size_t>(OpKind::kWrite) || op == static_cast<size_t>(OpKind::kTruncate)) a.size = size;
       const Decision d = pol.Evaluate(s, a);
+      const Decision naive = Naive(pol, s, a);
+      if (d.rule != naive.rule || d.effect != naive.effect || d.warned != naive.warned) abort();
       if (d.effect == Effect::kWarn) abort();
       if (d.rule && (d.rule->effect != d.effect || !d.rule->Matches(s, a))) abort();
       if (!d.rule && (d.effect != Effect::kDeny || d.err != EACCES)) abort();

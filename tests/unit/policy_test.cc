@@ -209,6 +209,55 @@ TEST(PolicyEvaluate, GlobalRulesThenTheTenantsThenTheDefaults) {
   EXPECT_EQ(p->rule_count(), 4u);
 }
 
+TEST(PolicyEvaluate, TheIndexByFirstComponentKeepsRuleOrder) {
+  // Rules indexed under "a" and rules for every path interleave: the first
+  // that matches must still decide.
+  auto p = Parse(R"({"version": 1, "rules": [
+    {"id": "w-any", "effect": "warn", "name": "*.log"},
+    {"id": "a-sub", "effect": "deny", "path": "/a/sub/**"},
+    {"id": "any-tmp", "effect": "deny", "name": "*.tmp"},
+    {"id": "a-or-b", "effect": "deny", "ops": ["write"], "path": ["/a/**", "/b"]},
+    {"id": "root", "effect": "deny", "ops": ["readdir"], "path": "/"},
+    {"id": "star", "effect": "deny", "path": "/c*"},
+    {"id": "rest", "effect": "allow"}]})");
+  ASSERT_TRUE(p);
+  const Subject s{"acme", "spiffe://t/tenant/acme/client/a", 0, 0};
+  auto id = [&](OpKind op, const char* path) {
+    const Decision d = p->Evaluate(s, Act(op, path));
+    return d.rule ? d.rule->id : std::string("none");
+  };
+  EXPECT_EQ(id(OpKind::kRead, "/a/sub/x.tmp"), "a-sub");
+  EXPECT_EQ(id(OpKind::kRead, "/a/x.tmp"), "any-tmp");
+  EXPECT_EQ(id(OpKind::kWrite, "/a/x"), "a-or-b");
+  EXPECT_EQ(id(OpKind::kWrite, "/a"), "a-or-b");
+  EXPECT_EQ(id(OpKind::kWrite, "/b"), "a-or-b");
+  EXPECT_EQ(id(OpKind::kWrite, "/b/x"), "rest");
+  EXPECT_EQ(id(OpKind::kWrite, "/ab"), "rest");
+  EXPECT_EQ(id(OpKind::kReaddir, "/"), "root");
+  EXPECT_EQ(id(OpKind::kReaddir, "/a"), "rest");
+  EXPECT_EQ(id(OpKind::kRead, "/cat"), "star");
+  EXPECT_EQ(id(OpKind::kRead, ""), "rest");  // a nameless object: only rules without a path
+  const Decision d = p->Evaluate(s, Act(OpKind::kRead, "/a/sub/x.log"));
+  ASSERT_EQ(d.warned.size(), 1u);
+  EXPECT_EQ(d.rule->id, "a-sub");
+}
+
+TEST(PolicyEvaluate, AnEscapedClientPatternIsIndexedByItsText) {
+  // "\*" is a literal '*': the rule is indexed under the text it matches,
+  // not under its source (found by glob_fuzz's literal oracle).
+  auto p = Parse(R"({"version": 1, "rules": [
+    {"id": "odd", "effect": "deny", "client": "spiffe://t/tenant/acme/client/a\\*b"},
+    {"id": "rest", "effect": "allow"}]})");
+  ASSERT_TRUE(p);
+  auto id = [&](const char* client) {
+    const Decision d = p->Evaluate(Subject{"acme", client, 0, 0}, Act(OpKind::kRead, "/x"));
+    return d.rule ? d.rule->id : std::string("none");
+  };
+  EXPECT_EQ(id("spiffe://t/tenant/acme/client/a*b"), "odd");
+  EXPECT_EQ(id("spiffe://t/tenant/acme/client/a\\*b"), "rest");
+  EXPECT_EQ(id("spiffe://t/tenant/acme/client/axb"), "rest");
+}
+
 TEST(PolicyEvaluate, LimitsAreInheritedPerKey) {
   auto p = Parse(R"({"version": 1, "limits": {"max_file_size": 100, "max_transaction_ops": 5},
     "tenants": {"acme": {"limits": {"max_file_size": 10}}}})");
