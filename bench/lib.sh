@@ -38,8 +38,10 @@ bench_setup() {
   pki/crfs-pki server "$work/pki" crfsd --ip 127.0.0.1 > /dev/null
   pki/crfs-pki client "$work/pki" bench runner > /dev/null
   cp "${CRFS_BENCH_POLICY:-policy/examples/default.json}" "$work/policy.json"
+  "$build/tools/crfs-audit" keygen "$work/audit.key" --origin bench.crfs/audit > /dev/null
   printf '%s\n' "{\"listen\": \"127.0.0.1:0\", \"storage_root\": \"$mnt\", \"trust_domain\": \"bench.crfs\"," \
     " \"policy\": \"$work/policy.json\"," \
+    " \"audit\": {\"dir\": \"$work/audit\", \"key\": \"$work/audit.key\", \"origin\": \"bench.crfs/audit\"}," \
     " \"durability\": \"${CRFS_DURABILITY:-power}\"," \
     " \"tls\": {\"ca\": \"$work/pki/ca.crt\", \"crl\": \"$work/pki/crl.pem\"," \
     "         \"cert\": \"$work/pki/servers/crfsd.crt\", \"key\": \"$work/pki/servers/crfsd.key\"}," \

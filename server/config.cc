@@ -203,6 +203,21 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
   CRFS_RETURN_IF_ERROR(f.Str("trust_domain", &c.trust_domain, true));
   if (!IsValidTrustDomain(c.trust_domain)) return Fields::Err("trust_domain", "must be a lower-case DNS name");
   CRFS_RETURN_IF_ERROR(f.Str("policy", &c.policy, true));
+  Status as;
+  if (const json* audit = f.Object("audit", true, &as)) {
+    Fields a(*audit, "audit");
+    CRFS_RETURN_IF_ERROR(a.Str("dir", &c.audit_dir, true));
+    CRFS_RETURN_IF_ERROR(a.Str("key", &c.audit_key, true));
+    CRFS_RETURN_IF_ERROR(a.Str("origin", &c.audit_origin, true));
+    for (unsigned char ch : c.audit_origin) {
+      if (ch <= 0x20 || ch == '+' || ch >= 0x7f) {
+        return Fields::Err("audit.origin", "no spaces, '+' or non-ASCII (it names the log's key: example.org/audit)");
+      }
+    }
+    CRFS_RETURN_IF_ERROR(a.U32("checkpoint_interval_ms", &c.audit_checkpoint_ms, 100, 3600000));
+    CRFS_RETURN_IF_ERROR(a.Finish());
+  }
+  CRFS_RETURN_IF_ERROR(as);
   std::string durability = "power";
   CRFS_RETURN_IF_ERROR(f.Str("durability", &durability, false));
   if (durability == "crash") {
@@ -258,9 +273,11 @@ Result<ServerConfig> LoadConfig(const std::string& path) {
   ss << in.rdbuf();
   if (ss.str().size() > (1 << 20)) return Status(Code::kTooLarge, "config: " + path + " is larger than 1 MiB");
   Result<ServerConfig> c = ParseConfig(ss.str());
-  if (c.ok() && c->policy.front() != '/') {
+  if (c.ok()) {
     const size_t slash = path.rfind('/');
-    if (slash != std::string::npos) c->policy = path.substr(0, slash + 1) + c->policy;
+    for (std::string* p : {&c->policy, &c->audit_dir, &c->audit_key}) {
+      if (p->front() != '/' && slash != std::string::npos) *p = path.substr(0, slash + 1) + *p;
+    }
   }
   return c;
 }

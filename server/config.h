@@ -55,6 +55,11 @@ struct ServerConfig {
   std::string tls_cert;      // PEM: the server's certificate
   std::string tls_key;       // PEM: the server's key
   std::string policy;        // the policy file (docs/policy.md); relative paths are relative to crfsd.json's directory
+  // The audit log (docs/audit.md): its directory, the Ed25519 key that signs
+  // its checkpoints, the log's name (origin) and how often a grown log is
+  // checkpointed. Relative paths are relative to crfsd.json's directory.
+  std::string audit_dir, audit_key, audit_origin;
+  uint32_t audit_checkpoint_ms = 1000;
   uint32_t max_sessions = 4096;
   uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;

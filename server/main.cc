@@ -2,6 +2,7 @@
 #include <grp.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/log.h"
 #include "server/config.h"
 #include "server/config_check.h"
 #include "server/log.h"
@@ -54,6 +56,24 @@ int CheckOnly(const std::string& path, const crfs::server::ServerConfig& config)
   if (pol.ok()) {
     findings.push_back(Finding{Finding::kNote, "policy " + config.policy + ": " + std::to_string((*pol)->rule_count()) +
                                                    " rules, sha256 " + (*pol)->sha256()});
+  }
+  // The audit log: its key loads and what is there verifies (read only:
+  // a live crfsd may be appending to it).
+  auto signer = crfs::audit::Signer::Load(config.audit_key, config.audit_origin);
+  if (!signer.ok()) {
+    findings.push_back(Finding{Finding::kError, signer.status().message()});
+  } else if (struct stat st; stat((config.audit_dir + "/records.jsonl").c_str(), &st) != 0) {
+    findings.push_back(Finding{Finding::kNote, "audit log " + config.audit_dir + ": none yet (crfsd creates it); " +
+                                                   "verifier key " + signer->verifier().vkey()});
+  } else {
+    const crfs::audit::VerifyResult r = crfs::audit::Verify(config.audit_dir, signer->verifier(), nullptr);
+    for (const crfs::audit::Finding& f : r.findings) {
+      findings.push_back(
+          Finding{f.unsigned_tail ? Finding::kNote : Finding::kError, "audit log " + config.audit_dir + ": " + f.text});
+    }
+    findings.push_back(Finding{Finding::kNote, "audit log " + config.audit_dir + ": " + std::to_string(r.records) +
+                                                   " records, " + std::to_string(r.checkpoints) +
+                                                   " checkpoints, verifier key " + signer->verifier().vkey()});
   }
   int errors = 0, warnings = 0;
   for (const Finding& f : findings) {

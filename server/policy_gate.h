@@ -19,17 +19,23 @@
 #include <string>
 #include <unordered_map>
 
+#include "audit/log.h"
 #include "policy/policy.h"
 #include "server/request_error.h"
 
 namespace crfs::server {
 
-// Who asks, and under which policy.
+// Who asks, under which policy, and where its decisions are recorded.
 struct PolicyCheck {
   std::shared_ptr<const policy::Policy> policy;  // never null in crfsd
   std::string tenant;
   std::string client;  // SPIFFE id
   uint32_t uid = 0, gid = 0;
+  // The audit log (docs/audit.md), shared by every tenant's worker and the
+  // event loop (AuditLog is thread-safe); null only in unit tests.
+  audit::AuditLog* audit = nullptr;
+  uint64_t session = 0;
+  std::string cert;  // SHA-256 of the client certificate, hex
 
   policy::Subject subject() const { return policy::Subject{tenant, client, uid, gid}; }
 };

@@ -66,6 +66,24 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   s->policy_ = std::move(*pol);
   Log(LogLevel::kInfo, "policy %s: %zu rules, sha256 %s", s->config_.policy.c_str(), s->policy_->rule_count(),
       s->policy_->sha256().c_str());
+  // The audit log before anything is served: a log that does not verify
+  // against its own latest checkpoint is not extended (audit/log.h).
+  auto signer = audit::Signer::Load(s->config_.audit_key, s->config_.audit_origin);
+  if (!signer.ok()) return signer.status();
+  std::string note;
+  auto log = audit::AuditLog::Open(s->config_.audit_dir, std::move(*signer), &note);
+  if (!log.ok()) return log.status();
+  s->audit_ = std::move(*log);
+  if (!note.empty()) Log(LogLevel::kWarning, "audit log %s: %s", s->config_.audit_dir.c_str(), note.c_str());
+  Log(LogLevel::kInfo, "audit log %s: %llu records, verifier key %s", s->config_.audit_dir.c_str(),
+      static_cast<unsigned long long>(s->audit_->size()), s->audit_->verifier().vkey().c_str());
+  if (!s->Audit({{"ev", "crfsd.start"},
+                 {"pid", getpid()},
+                 {"policy", s->policy_->sha256()},
+                 {"policy_file", s->config_.policy}})) {
+    return Status(Code::kIo, "audit log " + s->config_.audit_dir + ": cannot be written");
+  }
+  s->CheckpointAudit();
   s->lock_ = std::move(*lock);
   // Did the machine restart since crfsd last ran here (a power cut, say)?
   // Unknown counts as yes: replay then trusts less of the journal.
@@ -347,6 +365,26 @@ bool Server::StopStep(int64_t now) {
   return sessions_.empty();
 }
 
+bool Server::Audit(nlohmann::json record) {
+  auto i = audit_->Append(std::move(record));
+  if (i.ok()) return true;
+  Log(LogLevel::kError, "audit log: %s", i.status().message().c_str());
+  return false;
+}
+
+void Server::AuditRefusal(nlohmann::json record) {
+  uint64_t suppressed = 0;
+  if (!refusals_.Take(&suppressed)) return;
+  if (suppressed) record["suppressed"] = suppressed;
+  (void)Audit(std::move(record));
+}
+
+void Server::CheckpointAudit() {
+  last_checkpoint_ms_ = NowMs();
+  auto c = audit_->SignCheckpoint();
+  if (!c.ok()) Log(LogLevel::kError, "audit log: checkpoint: %s", c.status().message().c_str());
+}
+
 Status Server::ReloadPolicy() {
   std::vector<policy::Diagnostic> diags;
   auto pol = policy::Policy::Load(config_.policy, &diags);
@@ -356,11 +394,24 @@ Status Server::ReloadPolicy() {
   if (!pol.ok()) {
     Log(LogLevel::kError, "policy reload refused, the policy in force stays (sha256 %s): %s", policy_->sha256().c_str(),
         pol.status().message().c_str());
+    (void)Audit({{"ev", "policy.refused"},
+                 {"policy", policy_->sha256()},
+                 {"file", config_.policy},
+                 {"error", pol.status().message()}});
     return pol.status();
   }
   if ((*pol)->sha256() == policy_->sha256()) {
     Log(LogLevel::kInfo, "policy %s unchanged (sha256 %s)", config_.policy.c_str(), policy_->sha256().c_str());
     return Status::Ok();
+  }
+  // A policy change no audit record tells of does not happen.
+  if (!Audit({{"ev", "policy.reload"},
+              {"old", policy_->sha256()},
+              {"new", (*pol)->sha256()},
+              {"file", config_.policy},
+              {"rules", (*pol)->rule_count()}})) {
+    Log(LogLevel::kError, "policy reload refused: the audit log cannot be written; the policy in force stays");
+    return Status(Code::kIo, "audit log cannot be written");
   }
   Log(LogLevel::kInfo, "policy %s reloaded: sha256 %s -> %s, %zu rules", config_.policy.c_str(),
       policy_->sha256().c_str(), (*pol)->sha256().c_str(), (*pol)->rule_count());
@@ -430,6 +481,7 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
       Session* s = it->second.get();
       Update(s, s->Drive(now));
     }
+    if (now - last_checkpoint_ms_ >= config_.audit_checkpoint_ms) CheckpointAudit();
     if (now - last_sweep >= 1000) {
       last_sweep = now;
       // Durability: what was applied is synced about once a second, and
@@ -448,6 +500,8 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
       for (Session* s : done) Update(s, 0);
     }
   }
+  (void)Audit({{"ev", "crfsd.stop"}, {"pid", getpid()}});
+  CheckpointAudit();
   Log(LogLevel::kInfo, "stopped: every request taken was answered and every tenant synced");
   return Status::Ok();
 }

@@ -22,8 +22,10 @@
 #include <string>
 #include <string_view>
 
+#include "audit/log.h"
 #include "policy/policy.h"
 #include "proto/status.h"
+#include "server/audit_trail.h"
 #include "server/config.h"
 #include "server/storage_lock.h"
 #include "server/store_worker.h"
@@ -59,6 +61,15 @@ class Server {
   // The policy in force (policy/policy.h): never null once Create returned.
   // A reload swaps it; whoever holds the old one keeps it valid.
   std::shared_ptr<const policy::Policy> policy() const { return policy_; }
+  // The audit log (docs/audit.md): never null once Create returned. Shared
+  // with the tenants' workers (it is thread-safe).
+  audit::AuditLog* audit() const { return audit_.get(); }
+  // Appends a security event to the audit log; false (logged) if it could
+  // not be written.
+  bool Audit(nlohmann::json record);
+  // The same for a refused session, within a budget (audit_trail.h:
+  // RecordBudget): refusals cost the refused nothing.
+  void AuditRefusal(nlohmann::json record);
   // Reads config().policy again: a valid policy replaces the one in force
   // (logged with both hashes), an invalid one is refused with every error
   // logged and the old one stays. Returns what happened.
@@ -95,6 +106,10 @@ class Server {
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
   std::shared_ptr<const policy::Policy> policy_;
+  std::unique_ptr<audit::AuditLog> audit_;
+  RecordBudget refusals_;  // event loop only
+  int64_t last_checkpoint_ms_ = 0;
+  void CheckpointAudit();
   std::map<std::string, std::unique_ptr<TenantStore>, std::less<>> tenants_;
   // Declared after tenants_ and before sessions_: sessions ending at
   // shutdown still reach their worker; workers stop before the stores go.

@@ -80,6 +80,14 @@ Session::~Session() {
     TenantStore* store = tenant_;
     const uint64_t serial = serial_;
     server_->WorkerOf(store)->AfterJob([store, serial] { store->CloseAllHeld(serial); });
+    if (audited_) {
+      (void)server_->Audit({{"ev", "session.end"},
+                            {"session", serial_},
+                            {"tenant", id_.tenant},
+                            {"reason", end_reason_},
+                            {"frames_in", frames_in_},
+                            {"frames_out", frames_out_}});
+    }
     Log(LogLevel::kInfo, "session %llu ended: %s (tenant %s client %s, %llu frames in, %llu out)",
         static_cast<unsigned long long>(serial_), end_reason_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
         static_cast<unsigned long long>(frames_in_), static_cast<unsigned long long>(frames_out_));
@@ -194,6 +202,12 @@ void Session::Handshake(int64_t now_ms) {
   if (!refusal.empty()) {
     LogPeer(LogLevel::kWarning, "session %llu from %s: refused: %s (cert sha256 %s)",
             static_cast<unsigned long long>(serial_), peer_.c_str(), refusal.c_str(), fingerprint_.c_str());
+    server_->AuditRefusal({{"ev", "session.refused"},
+                           {"session", serial_},
+                           {"peer", peer_},
+                           {"cert", fingerprint_},
+                           {"client", id.ok() ? id->uri : std::string()},
+                           {"reason", refusal}});
     tenant_ = nullptr;
     state_ = State::kClosing;
     return;
@@ -203,6 +217,20 @@ void Session::Handshake(int64_t now_ms) {
   Log(LogLevel::kInfo, "session %llu from %s: tenant %s client %s cert sha256 %s",
       static_cast<unsigned long long>(serial_), peer_.c_str(), id_.tenant.c_str(), id_.client.c_str(),
       fingerprint_.c_str());
+  // A session no record tells of is not served.
+  if (!server_->Audit({{"ev", "session.start"},
+                       {"session", serial_},
+                       {"peer", peer_},
+                       {"tenant", id_.tenant},
+                       {"client", id_.uri},
+                       {"cert", fingerprint_},
+                       {"uid", credentials_.uid},
+                       {"gid", credentials_.gid}})) {
+    end_reason_ = "the audit log cannot be written";
+    state_ = State::kClosing;
+    return;
+  }
+  audited_ = true;
   state_ = State::kAwaitHello;
   deadline_ms_ = now_ms + server_->config().idle_timeout_ms;
 }
@@ -561,7 +589,8 @@ void Session::OnSync(const Frame& f) {
 }
 
 PolicyCheck Session::Check() const {
-  return PolicyCheck{server_->policy(), id_.tenant, id_.uri, credentials_.uid, credentials_.gid};
+  return PolicyCheck{server_->policy(), id_.tenant,       id_.uri, credentials_.uid,
+                     credentials_.gid,  server_->audit(), serial_, fingerprint_};
 }
 
 bool Session::PolicyAllowsRead(policy::OpKind op, uint64_t ino, RequestError* err) {
@@ -571,7 +600,8 @@ bool Session::PolicyAllowsRead(policy::OpKind op, uint64_t ino, RequestError* er
     return known->err == 0;
   }
   RequestError e;
-  const PolicyCheck check{std::move(pol), id_.tenant, id_.uri, credentials_.uid, credentials_.gid};
+  PolicyCheck check = Check();
+  check.policy = std::move(pol);
   const bool ok = tenant_->PolicyPermitsRead(check, op, ino, &e);
   reads_.Remember(ino, op, e);
   *err = e;

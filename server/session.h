@@ -144,6 +144,7 @@ class Session {
 
   ClientIdentity id_;
   std::string fingerprint_;
+  bool audited_ = false;  // its session.start is in the audit log (and so will its session.end be)
   TenantStore* tenant_ = nullptr;
   ClientCredentials credentials_;            // who this client acts as in its tenant
   ClientKey client_key_;                     // this client instance (HELLO client_id)

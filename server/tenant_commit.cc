@@ -654,16 +654,24 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
                          RequestError* err) {
   Acting acting(this, session);
   TrimTables();
+  // Every way out of here is recorded (audit_trail.h): refused, with what
+  // refused it, or decided and then ended.
+  *err = RequestError{};
+  TransactionAudit audit(check, who_txn ? who_txn->txn : 0, err, &denials_);
+  audit.Stage("permissions");
   const auto host_uid = ids_.UidToHost(who.uid), host_gid = ids_.GidToHost(who.gid);
   if (!host_uid || !host_gid) return Fail(err, EACCES, "this client's ids are not in the tenant's map");
   // The tenant's root acts as root in its tree; root squash makes it nobody.
   const bool tenant_root = who.uid == 0 && !ids_.config().root_squash;
   const auto started = std::chrono::steady_clock::now();
   Plan plan;
+  audit.Stage("validation");
   *err = PlanTransaction(t, ids_, epoch_ << 32, Generation(), this, &plan);
   if (err->err != 0) return false;
   const auto planned = std::chrono::steady_clock::now();
+  audit.Stage("server");
   if (sequence_ + 1 >= (1ull << 32)) return Fail(err, EAGAIN, "generation sequence exhausted: restart crfsd");
+  audit.Stage("permissions");
   {
     // Checked for everyone, the tenant's root included (over objects owned
     // outside its map it is an ordinary user: access.h), without file
@@ -673,7 +681,9 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     if (!PermitPlan(plan, Access(ids_, *host_uid, *host_gid, tenant_root), err)) return false;
   }
   // The policy, with the paths the plan touches, before the journal sees it.
-  if (!PolicyPermitsPlan(plan, check, err)) return false;
+  audit.Stage("policy");
+  if (!PolicyPermitsPlan(plan, check, &audit, err)) return false;
+  audit.Stage("server");
   if (journal_broken_) return Fail(err, EIO, "the intent journal failed earlier; restart crfsd");
   // With crfsd's own rights, after every check that may refuse the plan:
   // the fds that keep held objects alive once their last name goes.
@@ -685,6 +695,13 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   std::vector<Undo> undo;
   std::vector<DirTimes> dir_times;
   if (!PlanUndo(plan, &undo, &dir_times, err)) {
+    ReleaseKept(kept, false);
+    return false;
+  }
+
+  // Decided: recorded before the journal sees it (and on stable storage
+  // first when commits are power-cut safe), or not done at all.
+  if (!audit.Allowed(durability_ != Durability::kCrash, err)) {
     ReleaseKept(kept, false);
     return false;
   }
@@ -807,6 +824,7 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   for (const auto& [p, ino] : made) changed_[ino] = gen;
 
   result->generation = gen;
+  audit.Applied(gen);
   result->map = ReplyMap(plan.created, plan.new_indexes, made);
   // File data is not ordered with the end marker the way metadata is: a
   // transaction that wrote data is synced before it counts as ended.

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <map>
 
+#include "server/audit_trail.h"
 #include "server/fd.h"
 #include "server/log.h"
 #include "server/policy_gate.h"
@@ -139,12 +140,14 @@ class TenantStore::PlanPaths {
   std::map<uint64_t, std::string> dirs_;
 };
 
-bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, RequestError* err) {
+bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, TransactionAudit* audit,
+                                    RequestError* err) {
   const policy::Policy& pol = *check.policy;
   const policy::Subject subject = check.subject();
   const policy::Limits& limits = pol.LimitsOf(name_);
   // Limits first: they need no paths.
   if (limits.max_transaction_ops && plan.ops.size() > *limits.max_transaction_ops) {
+    if (audit) audit->DeniedBy("limits", "limits.max_transaction_ops");
     return Fail(err, E2BIG,
                 "denied by policy limit max_transaction_ops: " + std::to_string(plan.ops.size()) +
                     " operations, at most " + std::to_string(*limits.max_transaction_ops) + ": split it");
@@ -153,6 +156,7 @@ bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, 
     uint64_t bytes = 0;
     for (const Op& op : plan.ops) bytes += op.data.size() + op.name.size() + op.name2.size() + op.xname.size();
     if (bytes > *limits.max_transaction_bytes) {
+      if (audit) audit->DeniedBy("limits", "limits.max_transaction_bytes");
       return Fail(err, E2BIG,
                   "denied by policy limit max_transaction_bytes: " + std::to_string(bytes) + " bytes, at most " +
                       std::to_string(*limits.max_transaction_bytes) + ": split it");
@@ -169,6 +173,7 @@ bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, 
     }
     rate_last_ = now;
     if (rate_tokens_ < 1) {
+      if (audit) audit->DeniedBy("limits", "limits.transactions_per_second");
       return Fail(err, EAGAIN,
                   "denied by policy limit transactions_per_second (" + std::to_string(*limits.transactions_per_second) +
                       "): try again shortly");
@@ -185,11 +190,14 @@ bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, 
   std::vector<std::string> warned;
   auto decide = [&](const Action& a) {
     policy::Decision d = pol.Evaluate(subject, a);
+    if (audit) audit->Op(a);
     for (const policy::Rule* r : d.warned) {
       Log(LogLevel::kWarning, "tenant %s client %s: policy rule %s warns: %s %s", name_.c_str(), check.client.c_str(),
           r->id.c_str(), policy::OpName(a.op), std::string(a.path).c_str());
+      if (audit) audit->Warned(r->id);
     }
     if (d.effect == policy::Effect::kAllow) return true;
+    if (audit) audit->DeniedBy("policy", d.rule ? d.rule->id : "");
     Fail(err, d.err ? d.err : EACCES, d.Explain(a) + "; nothing changed");
     Log(LogLevel::kWarning, "tenant %s client %s: transaction refused: %s", name_.c_str(), check.client.c_str(),
         err->text.c_str());
@@ -279,6 +287,7 @@ bool TenantStore::PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, 
         if (limits.max_file_size && op.kind != Op::kPunch && end > *limits.max_file_size) {
           uint8_t type = 0;
           std::vector<std::string> all = paths.All(op.obj, &type);
+          if (audit) audit->DeniedBy("limits", "limits.max_file_size");
           return Fail(err, EFBIG,
                       "denied by policy limit max_file_size: " + (all.empty() ? std::string("a file") : all[0]) +
                           " would be " + std::to_string(end) + " bytes, at most " +
@@ -320,6 +329,15 @@ bool TenantStore::PolicyPermitsRead(const PolicyCheck& check, policy::OpKind op,
   for (const std::string& p : all) {
     a.path = p;
     policy::Decision d = check.policy->Evaluate(subject, a);
+    // Refusals and warned reads are recorded; a warned read that cannot
+    // be recorded is refused (fail closed).
+    const bool recorded =
+        d.effect == policy::Effect::kAllow && d.warned.empty() ? true : AuditRead(check, a, d, &denials_);
+    if (!recorded && d.effect == policy::Effect::kAllow) {
+      return Fail(
+          err, EIO,
+          "the audit log cannot be written: a read policy rule " + d.warned[0]->id + " asks to record is refused");
+    }
     if (d.effect != policy::Effect::kAllow) {
       Fail(err, d.err ? d.err : EACCES, d.Explain(a));
       Log(LogLevel::kInfo, "tenant %s client %s: read refused: %s", name_.c_str(), check.client.c_str(),

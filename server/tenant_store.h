@@ -59,6 +59,7 @@
 #include "proto/messages.h"
 #include "proto/status.h"
 #include "server/access.h"
+#include "server/audit_trail.h"
 #include "server/commit_plan.h"
 #include "server/config.h"
 #include "server/idmap.h"
@@ -238,7 +239,10 @@ class TenantStore : public TreeView {
   // within the tenant's limits (tenant_policy.cc)? Paths are the tree's,
   // as the plan's earlier ops change them.
   class PlanPaths;
-  bool PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, RequestError* err);
+  // Every operation it decides, and what refused, go to `audit` (may be
+  // null).
+  bool PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, TransactionAudit* audit, RequestError* err);
+  RecordBudget denials_;     // refusals recorded in the audit log (audit_trail.h)
   double rate_tokens_ = -1;  // limits.transactions_per_second: the bucket (-1: full, not started)
   std::chrono::steady_clock::time_point rate_last_;
   uint64_t paths_epoch_ = 0;

@@ -28,6 +28,7 @@ BUILD, SRC = os.path.abspath(sys.argv[1]), os.path.abspath(sys.argv[2])
 CRFSD = os.path.join(BUILD, 'server', 'crfsd')
 CRFS = os.path.join(BUILD, 'client', 'crfs')
 CRFSCTL = os.path.join(BUILD, 'tools', 'crfsctl')
+CRFS_AUDIT = os.path.join(BUILD, 'tools', 'crfs-audit')
 PKI = os.path.join(SRC, 'pki', 'crfs-pki')
 
 HELLO, HELLO_REPLY, FINAL_REPLY, PING, ITEM_QUERY, ITEM_RANGE, DATA_READ, DATA = 9, 10, 1, 15, 2, 3, 11, 12
@@ -102,11 +103,14 @@ class Fixture:
         run(PKI, 'client', other, 'acme', 'mallory')
         # The shipped policy, copied: policy_test.py rewrites it and reloads crfsd (SIGHUP).
         shutil.copy(os.path.join(SRC, 'policy', 'examples', 'default.json'), self.path('policy.json'))
+        # The audit log's signing key; the auditor's verifier key (audit_test.py checks the log with it).
+        self.vkey = run(CRFS_AUDIT, 'keygen', self.path('audit.key'), '--origin', 'crfs.test/audit').stdout.strip()
         with open(self.path('crfsd.json'), 'w') as f:
             f.write(f'''{{
   "listen": "127.0.0.1:0",
   "storage_root": "{self.mnt}",
   "policy": "policy.json",
+  "audit": {{"dir": "audit", "key": "audit.key", "origin": "crfs.test/audit", "checkpoint_interval_ms": 200}},
   "trust_domain": "crfs.test",
   "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},

@@ -904,9 +904,11 @@ class Durability(unittest.TestCase):
     def test_at_crash_level_durable_comes_unasked(self):
         restart_with(write_config('crash-level.json', durability='crash', listen=f'127.0.0.1:{W().port}'))
         try:
-            # No fdatasync before the operation: the test above can fail.
+            # No fdatasync before the operation: the test above can fail. (The audit log's
+            # checkpoints sync on their own timer, not per transaction: docs/audit.md.)
             lines = trace_transaction('unordered')
-            self.assertFalse([x for x in lines if x.lstrip('0123456789 ').startswith('fdatasync(')], ''.join(lines))
+            self.assertFalse([x for x in lines if x.lstrip('0123456789 ').startswith('fdatasync(')
+                              and '/audit/' not in x], ''.join(lines))
             # Applied, not yet durable: an unsolicited DURABLE follows within about a second.
             s, gen = client_session(bytes(16))
             s.sendall(tx.example_mkdir(gen, 70))

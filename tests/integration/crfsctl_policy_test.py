@@ -120,6 +120,7 @@ class Diff(Case):
         pol = self.write('policy.json', OLD)
         cfg = self.write('crfsd.json', {
             'listen': '127.0.0.1:0', 'storage_root': '/srv/crfs', 'policy': 'policy.json',
+            'audit': {'dir': 'audit', 'key': 'audit.key', 'origin': 't/audit'},
             'trust_domain': 't', 'tls': {'ca': '/a', 'crl': '/b', 'cert': '/c', 'key': '/d'},
             'tenants': {'acme': {'id_map': {'uid_base': 100000, 'gid_base': 100000, 'count': 65536}}}})
         r = ctl('diff', '--config', cfg, self.write('new.json', self.new()))

@@ -15,6 +15,7 @@ constexpr char kGood[] = R"({
   "tls": {"ca": "/etc/crfs/ca.crt", "crl": "/etc/crfs/crl.pem", "cert": "/etc/crfs/s.crt", "key": "/etc/crfs/s.key"},
   "limits": {"max_sessions": 100},
   "policy": "/etc/crfs/policy.json",
+  "audit": {"dir": "/var/lib/crfs/audit", "key": "/etc/crfs/audit.key", "origin": "crfs.test/audit"},
   "tenants": {
     "acme": {"id_map": {"uid_base": 100000, "gid_base": 100000, "count": 65536},
              "clients": {"carol": {"uid": 1000, "gid": 100}}},
@@ -99,7 +100,11 @@ INSTANTIATE_TEST_SUITE_P(
                   "tenants.beta.id_map: host gids overlap those of tenant acme"},
         BadConfig{"\"storage_root\"", "\"durability\": \"fast\", \"storage_root\"",
                   "durability: must be crash, power or sync"},
-        BadConfig{"}\n}", "}\n", "not valid JSON"}),
+        BadConfig{"\"origin\": \"crfs.test/audit\"", "\"origin\": \"crfs test\"", "audit.origin: no spaces"},
+        BadConfig{"\"origin\": \"crfs.test/audit\"", "\"origin\": \"crfs.test/audit\", \"checkpoint_interval_ms\": 10",
+                  "audit.checkpoint_interval_ms: must be an integer"},
+        BadConfig{"\"key\": \"/etc/crfs/audit.key\", ", "", "audit.key: missing"},
+        BadConfig{"\"audit\"", "\"audyt\"", "audit: missing"}, BadConfig{"}\n}", "}\n", "not valid JSON"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) {
       return crfs::testing::ParamName(std::to_string(info.index) + "_" + info.param.error);
     });
