@@ -182,6 +182,15 @@ void TransactionAudit::WriteResult() {
   }
 }
 
+bool SyncAuditFirst(audit::AuditLog* log, RequestError* err) {
+  if (!log) return true;
+  if (Status s = log->Sync(); !s.ok()) {
+    const int e = log->last_errno();
+    return Fail(err, e ? e : EIO, "the audit log cannot be synced (" + s.message() + "): not durable yet");
+  }
+  return true;
+}
+
 bool AuditRead(const PolicyCheck& check, const policy::Action& a, const policy::Decision& d, RecordBudget* budget) {
   if (!check.audit) return true;
   uint64_t suppressed = 0;

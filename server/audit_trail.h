@@ -107,6 +107,11 @@ class TransactionAudit {
   uint64_t generation_ = 0;
 };
 
+// Before a generation is announced durable: the audit records of what it
+// contains are on stable storage too (docs/audit.md, "Durability"). False,
+// with *err set, if the log cannot be synced: nothing is announced.
+bool SyncAuditFirst(audit::AuditLog* log, RequestError* err);
+
 // A read-side decision worth recording (refused, or warned by a rule):
 // written as a "read" record; false if it could not be written.
 // A refusal past `budget` is counted instead (true: nothing went wrong).

@@ -304,16 +304,18 @@ void Server::SyncTenant(TenantStore* st, const std::string& tenant) {
     bool ok = false;
   };
   auto job = std::make_shared<Job>();
-  WorkerOf(st)->Submit([job, st] { job->ok = st->Sync(&job->durable, &job->err); },
-                       [this, job, st, tenant] {
-                         if (!job->ok) {
-                           Log(LogLevel::kError, "tenant %s: sync: %s", tenant.c_str(), job->err.text.c_str());
-                           return;
-                         }
-                         for (auto& [fd, s] : sessions_) {
-                           if (s->tenant() == st) s->NotifyDurable(job->durable);
-                         }
-                       });
+  audit::AuditLog* log = audit_.get();
+  WorkerOf(st)->Submit(
+      [job, st, log] { job->ok = SyncAuditFirst(log, &job->err) && st->Sync(&job->durable, &job->err); },
+      [this, job, st, tenant] {
+        if (!job->ok) {
+          Log(LogLevel::kError, "tenant %s: sync: %s", tenant.c_str(), job->err.text.c_str());
+          return;
+        }
+        for (auto& [fd, s] : sessions_) {
+          if (s->tenant() == st) s->NotifyDurable(job->durable);
+        }
+      });
 }
 
 void Server::BeginStop(int64_t now) {

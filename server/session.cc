@@ -577,15 +577,17 @@ void Session::OnSync(const Frame& f) {
   TenantStore* store = tenant_;
   Server* server = server_;
   const uint64_t serial = serial_, id = f.id;
-  server_->WorkerOf(store)->Submit([job, store] { job->ok = store->Sync(&job->generation, &job->err); },
-                                   [job, server, serial, id] {
-                                     Session* s = server->FindSession(serial);
-                                     if (!s) return;
-                                     if (!job->ok) return s->Final(id, job->err.err, job->err.text);
-                                     if (s->awaiting_durable_ <= job->generation) s->awaiting_durable_ = 0;
-                                     if (!s->Send(id, 0, proto::Durable{job->generation})) return;
-                                     s->Final(id, 0);
-                                   });
+  audit::AuditLog* log = server_->audit();
+  server_->WorkerOf(store)->Submit(
+      [job, store, log] { job->ok = SyncAuditFirst(log, &job->err) && store->Sync(&job->generation, &job->err); },
+      [job, server, serial, id] {
+        Session* s = server->FindSession(serial);
+        if (!s) return;
+        if (!job->ok) return s->Final(id, job->err.err, job->err.text);
+        if (s->awaiting_durable_ <= job->generation) s->awaiting_durable_ = 0;
+        if (!s->Send(id, 0, proto::Durable{job->generation})) return;
+        s->Final(id, 0);
+      });
 }
 
 PolicyCheck Session::Check() const {

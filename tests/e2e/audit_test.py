@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
 from crfsd_test import CRFS_AUDIT, run  # noqa: E402
+from policy_test import acme, crfs  # noqa: E402  (acme's paths; `crfs` as an acme client)
 
 
 def setUpModule():
@@ -41,19 +42,6 @@ def tearDownModule():
 
 def W():
     return base.W
-
-
-def acme(*p):
-    return os.path.join(W().mnt, 'tenants', 'acme', *p)
-
-
-def crfs(*args, client='alice', check=True, stdin=None):
-    crt, key = W().cert('acme', client)
-    r = subprocess.run([base.CRFS, '--server', f'127.0.0.1:{W().port}', '--ca', W().path('pki/ca.crt'), '--cert', crt,
-                        '--key', key, *args], capture_output=True, text=True, input=stdin)
-    if check and r.returncode != 0:
-        raise AssertionError(f'crfs {" ".join(args)}: exit {r.returncode}: {r.stderr}')
-    return r
 
 
 def audit(*args, check=True):

@@ -178,6 +178,17 @@ def main():
         # btrfs check on the unmounted image.
         W.crfsd.send_signal(signal.SIGTERM)
         W.crfsd.wait(10)
+        # The audit log survived every SIGKILL: it verifies (a clean stop signs all of it), and
+        # every acknowledged operation has its result recorded (written before the answer).
+        v = subprocess.run([base.CRFS_AUDIT, 'verify', W.path('audit'), '--key', W.vkey], capture_output=True,
+                           text=True)
+        print('crfs-audit verify:', v.stdout.strip() or v.stderr.strip())
+        if v.returncode != 0:
+            failures.append('the audit log does not verify after the SIGKILLs:\n' + v.stdout + v.stderr)
+        with open(W.path('audit', 'records.jsonl')) as f:
+            applied = sum(1 for line in f if '"ev":"transaction.result"' in line and '"applied":true' in line)
+        if applied < acknowledged[0]:
+            failures.append(f'{acknowledged[0]} acknowledged operations but only {applied} applied transactions recorded')
         subprocess.run(['umount', W.mnt], check=True)
         check = subprocess.run(['btrfs', 'check', '--readonly', W.loop], capture_output=True, text=True)
         print('btrfs check --readonly:', 'no errors' if check.returncode == 0 else f'exit {check.returncode}')
