@@ -189,6 +189,13 @@ Result<std::unique_ptr<AuditLog>> AuditLog::Open(const std::string& dir, Signer 
   }
   if (note) *note = notes;
   for (const Hash& h : leaves) log->tree_.Append(h);
+  log->start_leaves_ = std::move(leaves);
+  log->start_offsets_.reserve(lines.size());
+  off_t at = 0;
+  for (const std::string& l : lines) {
+    log->start_offsets_.push_back(at);
+    at += static_cast<off_t>(l.size() + 1);
+  }
   log->last_ = prev;
   log->good_end_ = static_cast<off_t>(good_end);
   if (!log->signed_any_) {
@@ -203,23 +210,73 @@ AuditLog::~AuditLog() {
 }
 
 Result<uint64_t> AuditLog::Append(json record) {
+  auto a = AppendRecord(std::move(record));
+  if (!a.ok()) return a.status();
+  return a->index;
+}
+
+bool AuditLog::Holds(uint64_t index, const Hash& leaf) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return index < start_leaves_.size() && start_leaves_[index] == leaf;
+}
+
+void AuditLog::ForgetStartLeaves() {
+  std::lock_guard<std::mutex> lock(mu_);
+  keep_leaves_ = false;
+  std::vector<Hash>().swap(start_leaves_);
+  std::vector<off_t>().swap(start_offsets_);
+}
+
+Result<std::set<uint64_t>> AuditLog::ResultsSince(uint64_t from) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<uint64_t> of;
+  if (from >= start_offsets_.size()) return of;
+  const off_t start = start_offsets_[from];
+  std::string text(static_cast<size_t>(good_end_ - start), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t n = pread(fd_, text.data() + got, text.size() - got, start + static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return Sys("read " + dir_ + "/" + kRecords);
+    got += static_cast<size_t>(n);
+  }
+  // Canonical JSON: the event is these bytes exactly, and only such
+  // records need parsing.
+  static constexpr std::string_view kResult = "\"ev\":\"transaction.result\"";
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find('\n', pos);
+    if (end == std::string::npos) end = text.size();
+    const std::string_view line(text.data() + pos, end - pos);
+    if (line.find(kResult) != std::string_view::npos) {
+      json j = json::parse(line, nullptr, false);
+      if (j.is_object() && j.contains("of") && j["of"].is_number_unsigned()) of.insert(j["of"].get<uint64_t>());
+    }
+    pos = end + 1;
+  }
+  return of;
+}
+
+Result<AuditLog::Appended> AuditLog::AppendRecord(json record) {
   if (!record.is_object()) return Status(Code::kInvalidArgument, "audit record: not an object");
   std::lock_guard<std::mutex> lock(mu_);
   if (Status s = CutBack(); !s.ok()) return s;
   record["i"] = tree_.size();
   record["prev"] = HexOf(last_);
   record["t"] = NowRfc3339();
-  const std::string line = Canonical(record);
+  std::string line = Canonical(record);
   if (line.size() > kMaxRecordBytes) return Status(Code::kTooLarge, "audit record larger than 1 MiB");
   if (Status s = WriteAll(fd_, line + "\n"); !s.ok()) {
     last_errno_ = errno;
     broken_ = true;
     return s;
   }
+  if (keep_leaves_) start_offsets_.push_back(good_end_);
   good_end_ += static_cast<off_t>(line.size() + 1);
   last_ = LeafHash(line);
   tree_.Append(last_);
-  return tree_.size() - 1;
+  if (keep_leaves_) start_leaves_.push_back(last_);
+  return Appended{tree_.size() - 1, last_, std::move(line)};
 }
 
 Status AuditLog::CutBack() {

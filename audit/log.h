@@ -21,6 +21,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,26 @@ class AuditLog {
   // one write(2); its index. An error if it could not be written whole:
   // the caller must then not do what the record describes (fail closed).
   Result<uint64_t> Append(nlohmann::json record);
+  // The same, with what was written: its index, leaf hash and line (no
+  // "\n"), for a writer that keeps a copy of the record elsewhere (the
+  // intent journal's BEGIN carries a transaction's decision record).
+  struct Appended {
+    uint64_t index = 0;
+    Hash leaf{};
+    std::string line;
+  };
+  Result<Appended> AppendRecord(nlohmann::json record);
+  // Is record `index` the one with leaf hash `leaf`? Answered from the
+  // leaf hashes read at Open and those appended since, until
+  // ForgetStartLeaves() (after crfsd's start has found every record its
+  // journals carry: 32 bytes a record are not kept for the whole run).
+  // False after that for records that existed at the call.
+  bool Holds(uint64_t index, const Hash& leaf);
+  // Which records the "transaction.result" records from record `from` on
+  // are the results of (their "of"): read back from the file, at a start
+  // (until ForgetStartLeaves; empty after it).
+  Result<std::set<uint64_t>> ResultsSince(uint64_t from);
+  void ForgetStartLeaves();
   // Makes every appended record durable (fdatasync).
   Status Sync();
   // Signs a checkpoint of the tree if it grew since the last one (written
@@ -77,6 +98,9 @@ class AuditLog {
   bool broken_ = false;  // a write failed part-way: the file is cut back before the next append
   off_t good_end_ = 0;
   int last_errno_ = 0;
+  std::vector<Hash> start_leaves_;    // every leaf, until ForgetStartLeaves()
+  std::vector<off_t> start_offsets_;  // where each record starts, as long
+  bool keep_leaves_ = true;
 };
 
 // What a verification found.

@@ -117,7 +117,7 @@ void TransactionAudit::Op(const policy::Action& a) {
   ops_.push_back(std::move(j));
 }
 
-bool TransactionAudit::Allowed(bool durable, RequestError* err_out) {
+bool TransactionAudit::Allowed(RequestError* err_out) {
   if (!check_.audit) return true;
   json r = RequestFields(check_);
   r["ev"] = "transaction";
@@ -127,17 +127,64 @@ bool TransactionAudit::Allowed(bool durable, RequestError* err_out) {
   r["ops"] = ops_;
   r["ops_total"] = ops_total_;
   if (!warned_.empty()) r["warned"] = warned_;
-  auto i = check_.audit->Append(std::move(r));
-  Status s = i.ok() ? Status::Ok() : i.status();
-  if (s.ok() && durable) s = check_.audit->Sync();
-  if (!s.ok()) {
+  auto a = check_.audit->AppendRecord(std::move(r));
+  if (!a.ok()) {
     const int e = check_.audit->last_errno();
-    Log(LogLevel::kError, "tenant %s: %s; transaction refused", check_.tenant.c_str(), s.message().c_str());
+    Log(LogLevel::kError, "tenant %s: %s; transaction refused", check_.tenant.c_str(), a.status().message().c_str());
     return Fail(err_out, e == ENOSPC || e == EDQUOT || e == EROFS ? e : EIO,
-                "the audit log cannot be written (" + s.message() + "); nothing changed");
+                "the audit log cannot be written (" + a.status().message() + "); nothing changed");
   }
-  decision_ = *i;
+  decision_ = a->index;
+  record_ = AuditedRecord{a->index, a->leaf, std::move(a->line)};
   return true;
+}
+
+Result<uint64_t> EnsureDecisionRecorded(audit::AuditLog* log, const std::string& tenant, const AuditedRecord& r,
+                                        bool* restored) {
+  *restored = false;
+  if (log->Holds(r.index, r.leaf)) return r.index;
+  // The journal's copy is crc-checked, not trusted further: it must be a
+  // record of this tenant's transaction.
+  json j = json::parse(r.line, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("ev") || j["ev"] != "transaction" || !j.contains("tenant") ||
+      j["tenant"] != tenant) {
+    return Status(Code::kInvalidArgument, "tenant " + tenant + ": the journal's copy of audit record " +
+                                              std::to_string(r.index) + " is not a transaction record of this tenant");
+  }
+  json from{
+      {"from", "journal"}, {"i", j.value("i", json())}, {"prev", j.value("prev", json())}, {"t", j.value("t", json())}};
+  j.erase("i");
+  j.erase("prev");
+  j.erase("t");
+  j["restored"] = std::move(from);
+  auto a = log->Append(std::move(j));
+  if (!a.ok()) {
+    return Status(a.status().code(), "tenant " + tenant + ": the audit log lost record " + std::to_string(r.index) +
+                                         " and it cannot be restored from the journal: " + a.status().message());
+  }
+  *restored = true;
+  return *a;
+}
+
+Status RecordJournaledResult(audit::AuditLog* log, const std::string& tenant, const AuditedRecord& r, uint64_t of,
+                             uint64_t gen, int err) {
+  json d = json::parse(r.line, nullptr, false);
+  json rec{{"ev", "transaction.result"}, {"of", of}, {"tenant", tenant}, {"by", "journal"}};
+  if (d.is_object()) {
+    if (d.contains("session")) rec["session"] = d["session"];
+    if (d.contains("txn")) rec["txn"] = d["txn"];
+  }
+  if (err == 0) {
+    rec["applied"] = true;
+    rec["gen"] = gen;
+  } else {
+    rec["applied"] = false;
+    rec["errno"] = ErrnoName(err);
+    rec["reason"] = "rolled back from the intent journal at a start";
+  }
+  auto a = log->Append(std::move(rec));
+  if (!a.ok()) return Status(a.status().code(), "tenant " + tenant + ": audit log: " + a.status().message());
+  return Status::Ok();
 }
 
 void TransactionAudit::WriteDenied() {

@@ -18,6 +18,7 @@
 
 #include "policy/policy.h"
 #include "server/config.h"
+#include "server/journal.h"
 #include "server/policy_gate.h"
 #include "server/request_error.h"
 
@@ -83,10 +84,14 @@ class TransactionAudit {
     by_ = by;
     rule_ = std::move(rule);
   }
-  // The transaction passed every check: the "allow" record is written, and
-  // made durable first if `durable`. False (and *err_out set: EIO, or the
-  // log's ENOSPC/EROFS) if it could not be: refuse the transaction.
-  bool Allowed(bool durable, RequestError* err_out);
+  // The transaction passed every check: the "allow" record is written (not
+  // synced: the journal's BEGIN carries it, see record()). False (and
+  // *err_out set: EIO, or the log's ENOSPC/EROFS) if it could not be:
+  // refuse the transaction.
+  bool Allowed(RequestError* err_out);
+  // The "allow" record as written, for the journal's BEGIN; null before
+  // Allowed or without an audit log.
+  const AuditedRecord* record() const { return record_ ? &*record_ : nullptr; }
   // The generation it committed as (its "transaction.result" says so).
   void Applied(uint64_t generation) { generation_ = generation; }
 
@@ -104,8 +109,24 @@ class TransactionAudit {
   size_t ops_bytes_ = 0;
   uint64_t ops_total_ = 0;
   std::optional<uint64_t> decision_;  // the index of the "allow" record
+  std::optional<AuditedRecord> record_;
   uint64_t generation_ = 0;
 };
+
+// At a start, for a transaction the tenant's journal still holds: its
+// decision record `r` is in `log` (index and leaf hash), or is appended
+// again because a power cut lost the log's unsynced tail -- the same
+// record, with "restored": {"from": "journal", "i", "prev", "t"} saying
+// where it first stood. Returns the index it is at now; *restored says
+// whether it had to be appended. An error if it cannot be: the start
+// fails (nothing stays applied without its record).
+Result<uint64_t> EnsureDecisionRecorded(audit::AuditLog* log, const std::string& tenant, const AuditedRecord& r,
+                                        bool* restored);
+// The "transaction.result" of a transaction whose end the journal told at
+// a start (finished or rolled back by replay, or ended before a power cut
+// that lost its result): "by": "journal". `err` 0: applied as `gen`.
+Status RecordJournaledResult(audit::AuditLog* log, const std::string& tenant, const AuditedRecord& r, uint64_t of,
+                             uint64_t gen, int err);
 
 // Before a generation is announced durable: the audit records of what it
 // contains are on stable storage too (docs/audit.md, "Durability"). False,

@@ -149,6 +149,29 @@ bool DecodeReplyInfo(proto::Reader* r, JournalPending* t) {
   return true;
 }
 
+void EncodeRecord(const AuditedRecord* record, proto::Writer* w) {
+  w->U8(record ? 1 : 0);
+  if (!record) return;
+  w->Le64(record->index);
+  w->Put(proto::Bytes(record->leaf));
+  PutString(w, record->line);
+}
+
+bool DecodeRecord(proto::Reader* r, JournalPending* t) {
+  uint8_t has = 0;
+  if (!r->U8(&has, "has_record").ok() || has > 1) return false;
+  if (has == 0) return true;
+  AuditedRecord a;
+  proto::Bytes leaf;
+  if (!r->Le64(&a.index, "record index").ok() || !r->Take(a.leaf.size(), &leaf, "record leaf").ok() ||
+      !GetString(r, &a.line, "record").ok() || a.line.empty()) {
+    return false;
+  }
+  std::copy(leaf.begin(), leaf.end(), a.leaf.begin());
+  t->record = std::move(a);
+  return true;
+}
+
 }  // namespace
 
 void EncodeOp(const Op& op, proto::Writer* w) {
@@ -241,6 +264,7 @@ JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended) 
           t.ops.push_back(std::move(op));
         }
         ok = ok && DecodeReplyInfo(&p, &t) && DecodeUndo(&p, &t);
+        if (ok && !p.empty()) ok = DecodeRecord(&p, &t);
         ok = ok && p.empty() && (txns.empty() || gen > txns.back().generation);
         if (ok) {
           txns.push_back(std::move(t));
@@ -322,8 +346,12 @@ JournalContents ParseJournal(proto::Bytes bytes, std::optional<uint64_t> ended) 
     if (ended ? txns[i].generation > *ended : !has_end[i]) {
       txns[i].end_answer.reset();
       c.pending.push_back(std::move(txns[i]));
-    } else if (txns[i].end_answer) {
-      c.answers.push_back(std::move(*txns[i].end_answer));
+    } else {
+      if (txns[i].end_answer) c.answers.push_back(std::move(*txns[i].end_answer));
+      if (txns[i].record) {
+        c.ended_records.push_back(
+            JournalEnded{txns[i].generation, txns[i].aborted, txns[i].failed_errno, std::move(*txns[i].record)});
+      }
     }
   }
   return c;
@@ -481,7 +509,8 @@ Status Journal::TruncateTo(uint64_t mark) {
 }
 
 Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
-                      const StoredAnswer* who, const std::vector<Undo>& undo, const std::vector<DirTimes>& dir_times) {
+                      const StoredAnswer* who, const std::vector<Undo>& undo, const std::vector<DirTimes>& dir_times,
+                      const AuditedRecord* record) {
   CRFS_RETURN_IF_ERROR(Flush());
   if (undo.size() != plan.ops.size()) return Status(Code::kInvalidArgument, "journal: one undo per op");
   const std::vector<Op>& ops = plan.ops;
@@ -489,6 +518,7 @@ Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tena
   for (const Undo& u : undo) size += 48 + u.xattr.size();
   for (const auto& [p, where] : plan.new_indexes) size += 20 + where.second.size();
   for (const Op& op : ops) size += 120 + op.name.size() + op.name2.size() + op.data.size() + op.xname.size();
+  if (record) size += 45 + record->line.size();
   if (size > kMaxRecord) return Status(Code::kTooLarge, "transaction record past the journal's record limit");
   proto::Writer w(size);
   w.Le64(generation);
@@ -499,6 +529,7 @@ Status Journal::Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tena
   for (const Op& op : ops) EncodeOp(op, &w);
   EncodeReplyInfo(plan, who, &w);
   EncodeUndo(undo, dir_times, &w);
+  EncodeRecord(record, &w);
   CRFS_RETURN_IF_ERROR(w.status());
   return Append(kBegin, std::move(w).Take());
 }

@@ -24,7 +24,10 @@
 //                    rollback: the transaction is taken back, not finished
 // BEGIN ends with the undo of each op (u8 flags, le32 mode, uid, gid, 2 x
 // (le64 sec, le32 nsec), u8 had_xattr, le32 len, value) and le32 n, n x
-// (le64 dir, 2 x (le64 sec, le32 nsec)): the directories' times.
+// (le64 dir, 2 x (le64 sec, le32 nsec)): the directories' times; then
+// u8 has_record (1/0) [le64 index, 32 bytes leaf hash, le32 len, line]:
+// the transaction's decision record in the audit log (AuditedRecord; a
+// BEGIN that ends before this byte has none).
 // Reading stops at the first record that is short or fails its crc (a
 // write torn by the crash); everything after it is ignored and rewritten.
 // A BEGIN without its END is the transaction to finish: its ops from the
@@ -44,6 +47,7 @@
 // Not thread-safe: owned by the tenant's store.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -88,6 +92,20 @@ struct DirTimes {
   bool operator==(const DirTimes&) const = default;
 };
 
+// A transaction's decision record in the audit log (docs/audit.md,
+// "Durability"), carried in its BEGIN. crfsd appends the record to the log
+// without syncing the log; BEGIN's own fdatasync (at the power and sync
+// durability levels) makes it durable before the first op, so a
+// transaction costs no second fdatasync. Each start looks every BEGIN's
+// record up in the log (index and leaf hash) and appends it again if the
+// log lost it (a power cut between two syncs of the log).
+struct AuditedRecord {
+  uint64_t index = 0;
+  std::array<uint8_t, 32> leaf{};
+  std::string line;  // as written: one canonical JSON record, no newline
+  bool operator==(const AuditedRecord&) const = default;
+};
+
 struct JournalPending {
   uint64_t generation = 0;
   uint32_t uid = 0, gid = 0;  // the host ids it runs as (finished with them too)
@@ -108,6 +126,17 @@ struct JournalPending {
   uint32_t failed_op = 0;
   int32_t failed_errno = 0;
   std::optional<StoredAnswer> end_answer;  // ParseJournal's own: the END record's answer
+  std::optional<AuditedRecord> record;     // its decision in the audit log
+};
+
+// A transaction the journal says has ended (finished, or rolled back if
+// `aborted`), with its decision record: what a start checks the audit log
+// for.
+struct JournalEnded {
+  uint64_t generation = 0;
+  bool aborted = false;
+  int32_t failed_errno = 0;
+  AuditedRecord record;
 };
 
 struct JournalContents {
@@ -116,9 +145,10 @@ struct JournalContents {
   // Transactions to finish (or roll back), oldest first: after a crash of
   // crfsd at most one; after a power cut possibly several (see Journal).
   std::vector<JournalPending> pending;
-  std::optional<uint64_t> ended;      // the end marker, if there is one
-  std::vector<StoredAnswer> answers;  // oldest first
-  size_t valid_bytes = 0;             // the prefix that parsed
+  std::optional<uint64_t> ended;            // the end marker, if there is one
+  std::vector<StoredAnswer> answers;        // oldest first
+  std::vector<JournalEnded> ended_records;  // oldest first; those with a record
+  size_t valid_bytes = 0;                   // the prefix that parsed
 };
 
 // Parses journal bytes (untrusted in the sense that they may be torn or
@@ -158,7 +188,7 @@ class Journal {
   // client without a client id.
   [[nodiscard]] Status Begin(uint64_t generation, uint32_t uid, uint32_t gid, bool tenant_root, const Plan& plan,
                              const StoredAnswer* who, const std::vector<Undo>& undo,
-                             const std::vector<DirTimes>& dir_times);
+                             const std::vector<DirTimes>& dir_times, const AuditedRecord* record = nullptr);
   // Before a rollback of `generation` from op `failed` down (`made`: every
   // object created so far).
   [[nodiscard]] Status Abort(uint64_t generation, uint32_t failed, int err, const std::map<uint64_t, uint64_t>& made);

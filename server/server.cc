@@ -90,7 +90,7 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   const std::string before = s->lock_->previous().boot, now = StorageLock::CurrentBootId();
   const bool rebooted = before.empty() || now.empty() || before != now;
   for (const TenantConfig& t : s->config_.tenants) {
-    auto store = TenantStore::Open(s->config_.storage_root, t, rebooted);
+    auto store = TenantStore::Open(s->config_.storage_root, t, rebooted, s->audit_.get());
     if (!store.ok()) return store.status();
     (*store)->SetOpenLimits(s->config_.max_open_per_session, s->config_.max_unnamed_per_tenant);
     (*store)->SetTableLimit(s->config_.max_known_objects_per_tenant);
@@ -100,6 +100,8 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
     s->workers_.emplace(store->get(), std::move(*worker));
     s->tenants_.emplace(t.name, std::move(*store));
   }
+  // Every journal's records are found (or restored) by now.
+  s->audit_->ForgetStartLeaves();
   // What the configuration lets crfsd hold open at once, against its fd
   // limit: sessions, and per tenant the directory cache and the fds of
   // open objects without names (plus journals, listener, epoll, logs).

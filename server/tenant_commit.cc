@@ -139,8 +139,54 @@ Status TenantStore::Recover(JournalContents contents) {
         "its own",
         name_.c_str());
   }
+  // The audit log holds the decision of every transaction the journal
+  // still holds: a power cut may have lost the log's unsynced tail, and the
+  // journal's BEGIN has a copy (journal.h, AuditedRecord). A restored
+  // decision of an ended transaction gets the result the journal tells.
+  // So is its result (a cut may lose the result and keep the decision).
+  std::set<uint64_t> results;  // the decisions the log has results of
+  if (audit_) {
+    uint64_t first = UINT64_MAX;
+    for (const JournalEnded& e : contents.ended_records) first = std::min(first, e.record.index);
+    for (const JournalPending& p : contents.pending) {
+      if (p.record) first = std::min(first, p.record->index);
+    }
+    if (first != UINT64_MAX) {
+      auto r = audit_->ResultsSince(first);
+      if (!r.ok()) return Status(r.status().code(), "tenant " + name_ + ": audit log: " + r.status().message());
+      results = std::move(*r);
+    }
+    for (const JournalEnded& e : contents.ended_records) {
+      bool restored = false;
+      auto at = EnsureDecisionRecorded(audit_, name_, e.record, &restored);
+      if (!at.ok()) return at.status();
+      if (restored) {
+        Log(LogLevel::kWarning, "tenant %s: audit record %llu of transaction %llu was lost; restored from the journal",
+            name_.c_str(), static_cast<unsigned long long>(e.record.index),
+            static_cast<unsigned long long>(e.generation));
+      }
+      if (restored || !results.count(*at)) {
+        CRFS_RETURN_IF_ERROR(
+            RecordJournaledResult(audit_, name_, e.record, *at, e.generation, e.aborted ? e.failed_errno : 0));
+      }
+    }
+  }
   for (JournalPending& p : contents.pending) {
     RequestError err;
+    // Recorded before it is finished (or rolled back), as when it began.
+    std::optional<uint64_t> decided;
+    if (audit_ && p.record) {
+      bool restored = false;
+      auto at = EnsureDecisionRecorded(audit_, name_, *p.record, &restored);
+      if (!at.ok()) return at.status();
+      if (restored) {
+        Log(LogLevel::kWarning, "tenant %s: audit record %llu of transaction %llu was lost; restored from the journal",
+            name_.c_str(), static_cast<unsigned long long>(p.record->index),
+            static_cast<unsigned long long>(p.generation));
+      }
+      decided = *at;
+    }
+    int result_err = 0;
     if (p.undo.size() != p.ops.size()) p.undo.assign(p.ops.size(), Undo{});
     apply_as_tenant_root_ = p.tenant_root;
     replay_next_op_ = p.next_op;
@@ -164,6 +210,7 @@ Status TenantStore::Recover(JournalContents contents) {
                 journal_->Abort(p.generation, static_cast<uint32_t>(i), err.err ? err.err : EIO, p.made));
             if (durability_ != Durability::kCrash) CRFS_RETURN_IF_ERROR(journal_->SyncData());
             p.aborted = true;
+            p.failed_errno = err.err ? err.err : EIO;
             failed = i;
             break;
           }
@@ -180,11 +227,15 @@ Status TenantStore::Recover(JournalContents contents) {
                                        "restart crfsd: the journal keeps the rollback");
         }
         rolled_back = true;
+        result_err = p.failed_errno ? p.failed_errno : EIO;
       }
     }
     if (p.answer && !rolled_back) {
       // The answer its client may not have got: as Commit would have sent it.
       (void)Remembered(&*p.answer, 0, "", p.generation, ReplyMap(p.created, p.new_indexes, p.made));
+    }
+    if (decided && !results.count(*decided)) {
+      CRFS_RETURN_IF_ERROR(RecordJournaledResult(audit_, name_, *p.record, *decided, p.generation, result_err));
     }
   }
   // Whatever the undo area still keeps belongs to transactions that are
@@ -196,6 +247,13 @@ Status TenantStore::Recover(JournalContents contents) {
   }
   if (!contents.pending.empty() || contents.valid_bytes > 0) {
     if (syncfs(root_fd_) != 0) return Status(Code::kIo, "tenant " + name_ + ": syncfs: " + strerror(errno));
+  }
+  // The records the journal carries go with it: a checkpoint covers them
+  // first (the log synced and signed).
+  if (audit_) {
+    if (auto c = audit_->SignCheckpoint(); !c.ok()) {
+      return Status(c.status().code(), "tenant " + name_ + ": audit log: " + c.status().message());
+    }
   }
   CRFS_RETURN_IF_ERROR(journal_->Restart(epoch_ + 1, answers_));
   epoch_++;
@@ -699,9 +757,10 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
     return false;
   }
 
-  // Decided: recorded before the journal sees it (and on stable storage
-  // first when commits are power-cut safe), or not done at all.
-  if (!audit.Allowed(durability_ != Durability::kCrash, err)) {
+  // Decided: recorded before the journal sees it, or not done at all. The
+  // journal's BEGIN carries the record, so BEGIN's sync makes it durable
+  // too (journal.h, AuditedRecord): no second fdatasync.
+  if (!audit.Allowed(err)) {
     ReleaseKept(kept, false);
     return false;
   }
@@ -719,7 +778,8 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
                   "CAP_FOWNER, CAP_DAC_OVERRIDE, CAP_FSETID)");
     }
     journal_mark = journal_->bytes();
-    if (Status s = journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan, who_txn, undo, dir_times);
+    if (Status s =
+            journal_->Begin(gen, *host_uid, *host_gid, tenant_root, plan, who_txn, undo, dir_times, audit.record());
         s.code() == Code::kTooLarge) {
       ReleaseKept(kept, false);
       return Fail(err, E2BIG, "transaction too large to journal; split it");
@@ -868,7 +928,14 @@ bool TenantStore::Commit(const Transaction& t, uint64_t session, const ClientCre
   if (journal_->bytes() > kCompactJournalBytes) {
     uint64_t durable = 0;
     RequestError e;
-    Status s = Sync(&durable, &e) ? journal_->Restart(epoch_, answers_) : Status(Code::kIo, e.text);
+    // Its BEGINs carry audit records: they go only once a checkpoint
+    // covers the log (synced first), so no later start needs them.
+    Status s = Sync(&durable, &e) ? Status::Ok() : Status(Code::kIo, e.text);
+    if (s.ok() && audit_) {
+      auto c = audit_->SignCheckpoint();
+      if (!c.ok()) s = c.status();
+    }
+    if (s.ok()) s = journal_->Restart(epoch_, answers_);
     if (!s.ok()) {
       journal_broken_ = true;  // which file the journal is now is not certain
       Log(LogLevel::kError, "tenant %s: journal compaction: %s; refusing transactions until restart", name_.c_str(),

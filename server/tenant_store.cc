@@ -95,7 +95,7 @@ Result<int> TenantStore::OpenSubvolume(const std::string& storage_root, const Te
 }
 
 Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storage_root, const TenantConfig& c,
-                                                       bool after_reboot) {
+                                                       bool after_reboot, audit::AuditLog* audit) {
   struct stat st;
   bool atime = false;
   auto opened = OpenSubvolume(storage_root, c, &st, &atime);
@@ -112,6 +112,7 @@ Result<std::unique_ptr<TenantStore>> TenantStore::Open(const std::string& storag
   store->journal_ = std::move(*journal);
   CRFS_RETURN_IF_ERROR(store->OpenUndoArea());
   store->replay_after_reboot_ = after_reboot;
+  store->audit_ = audit;
   CRFS_RETURN_IF_ERROR(store->Recover(std::move(contents)));
   return store;
 }

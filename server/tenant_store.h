@@ -84,8 +84,11 @@ class TenantStore : public TreeView {
   // `after_reboot`: the machine restarted since crfsd last ran (its
   // journal's DONE records may not have reached the disk: replay then takes
   // a name a pending transaction creates as its own, see Apply).
+  // `audit`: the audit log (shared, thread-safe; outlives the store): a
+  // start makes sure it holds the decision record of every transaction the
+  // journal holds (journal.h, AuditedRecord). Null only in unit tests.
   static Result<std::unique_ptr<TenantStore>> Open(const std::string& storage_root, const TenantConfig& config,
-                                                   bool after_reboot = true);
+                                                   bool after_reboot = true, audit::AuditLog* audit = nullptr);
   // Opens (read-only) and checks the tenant's subvolume root: a btrfs
   // subvolume on a file system mounted nodev and nosuid. Returns the
   // directory fd (the caller closes it), its stat, and whether the mount
@@ -242,8 +245,9 @@ class TenantStore : public TreeView {
   // Every operation it decides, and what refused, go to `audit` (may be
   // null).
   bool PolicyPermitsPlan(const Plan& plan, const PolicyCheck& check, TransactionAudit* audit, RequestError* err);
-  RecordBudget denials_;     // refusals recorded in the audit log (audit_trail.h)
-  double rate_tokens_ = -1;  // limits.transactions_per_second: the bucket (-1: full, not started)
+  RecordBudget denials_;              // refusals recorded in the audit log (audit_trail.h)
+  audit::AuditLog* audit_ = nullptr;  // not owned (Open)
+  double rate_tokens_ = -1;           // limits.transactions_per_second: the bucket (-1: full, not started)
   std::chrono::steady_clock::time_point rate_last_;
   uint64_t paths_epoch_ = 0;
   // The TRANS_REPLY map of a transaction that created `created` and the

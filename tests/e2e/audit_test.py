@@ -532,5 +532,74 @@ class FailClosed(AuditCase):
         self.assertEqual(audit('verify', d, '--key', fixture.vkey, '--allow-unsigned-tail').returncode, 0)
 
 
+class PowerCut(AuditCase):
+    def test_decisions_the_log_lost_are_restored_from_the_intent_journal(self):
+        """A transaction's decision record is not fdatasync'ed on its own: the intent journal's BEGIN carries
+        it (and is synced). A power cut that loses the log's unsynced tail -- emulated: crfsd SIGKILLed,
+        records.jsonl cut back to its latest checkpoint -- loses no decision: the next start appends each
+        again ("restored") with its result, and the log verifies."""
+        fixture = W()
+        path = fixture.path('crfsd.json')
+        with open(path) as f:
+            original = f.read()
+        c = json.loads(original)
+        c['audit']['checkpoint_interval_ms'] = 3600 * 1000  # none between the start and the kill
+        fixture.crfsd.send_signal(signal.SIGTERM)
+        fixture.crfsd.wait(10)
+        fixture.log.close()
+        names = [f'/cut-{i}' for i in range(3)]
+        try:
+            with open(path, 'w') as f:
+                json.dump(c, f)
+            fixture.start()
+
+            def signed():
+                with open(os.path.join(logdir(), 'checkpoint')) as f:
+                    return int(f.read().split('\n')[1])
+            at_start = signed()
+            for n in names:
+                crfs('mkdir', n)
+            crfs('rm', names[2])
+            self.assertEqual(signed(), at_start)
+            decisions = [r for r in records()[at_start:] if r['ev'] == 'transaction' and r['decision'] == 'allow']
+            self.assertEqual(len(decisions), 4, 'three mkdirs and an rm, decided after the checkpoint')
+            fixture.crfsd.send_signal(signal.SIGKILL)
+            fixture.crfsd.wait()
+            fixture.log.close()
+            # The power cut: what no checkpoint covers is gone.
+            with open(os.path.join(logdir(), 'records.jsonl'), 'rb') as f:
+                kept = f.read().splitlines(keepends=True)[:at_start]
+            with open(os.path.join(logdir(), 'records.jsonl'), 'wb') as f:
+                f.write(b''.join(kept))
+            fixture.start()
+            fixture.crfsd.send_signal(signal.SIGTERM)  # a clean stop signs everything
+            fixture.crfsd.wait(10)
+            fixture.log.close()
+            after = records()
+            restored = [r for r in after[at_start:] if 'restored' in r]
+            self.assertEqual([r['restored']['i'] for r in restored], [d['i'] for d in decisions])
+            for r, d in zip(restored, decisions):
+                self.assertEqual({k: v for k, v in r.items() if k not in ('i', 'prev', 't', 'restored')},
+                                 {k: v for k, v in d.items() if k not in ('i', 'prev', 't')})
+                self.assertEqual(r['restored'], {'from': 'journal', 'i': d['i'], 'prev': d['prev'], 't': d['t']})
+                result = [x for x in after if x['ev'] == 'transaction.result' and x['of'] == r['i']]
+                self.assertEqual(len(result), 1, r)
+                self.assertEqual(result[0]['by'], 'journal')
+                self.assertTrue(result[0]['applied'])
+            self.assertIn('restored from the journal', open(fixture.path('crfsd.log')).read())
+            self.assertEqual(audit('verify', logdir(), '--key', fixture.vkey).returncode, 0)
+            independent_verify(logdir(), fixture.vkey)
+        finally:
+            if fixture.crfsd.poll() is None:
+                fixture.crfsd.send_signal(signal.SIGTERM)
+                fixture.crfsd.wait(10)
+                fixture.log.close()
+            with open(path, 'w') as f:
+                f.write(original)
+            fixture.start()
+            for n in names:
+                crfs('rm', n, check=False)
+
+
 if __name__ == '__main__':
     unittest.main(argv=[sys.argv[0]] + sys.argv[3:], verbosity=2)

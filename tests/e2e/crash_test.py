@@ -17,6 +17,11 @@ fail midway (the admin creates, once the files start to appear, the name it
 creates last), so that it rolls back, and crfsd is killed at a random moment
 of that; after the restart only the admin's file may be left (or, if the
 import got there first, the whole import).
+Every third of the other rounds also emulates what a power cut does to the
+audit log: its records after the latest checkpoint (the part not known to be
+synced) are cut off before the restart; the start must restore every lost
+decision from the intent journals, so at the end the log verifies and has a
+result for every acknowledged operation.
 At the end `btrfs check` on the unmounted image must pass. Needs root.
 
 usage: crash_test.py BUILD_DIR SOURCE_DIR [ROUNDS]
@@ -55,6 +60,18 @@ def read_tree(root):
     return out
 
 
+def lose_unsigned_tail(audit_dir):
+    """Cuts records.jsonl back to what its latest checkpoint covers (crfsd is not running); how many went."""
+    with open(os.path.join(audit_dir, 'checkpoint')) as f:
+        size = int(f.read().split('\n')[1])
+    path = os.path.join(audit_dir, 'records.jsonl')
+    with open(path, 'rb') as f:
+        lines = f.read().splitlines(keepends=True)
+    with open(path, 'wb') as f:
+        f.write(b''.join(lines[:size]))
+    return len(lines) - size
+
+
 def main():
     W = base.Fixture()
     failures = []
@@ -69,6 +86,7 @@ def main():
         counter = [0]
         replays = 0
         killed_while_running = 0
+        cut_rounds = lost_records = 0
 
         def workload(stop):
             while not stop.is_set():
@@ -139,6 +157,9 @@ def main():
             W.crfsd.wait()
             stop.set()
             t.join()
+            if rnd % 3 == 0:
+                lost_records += lose_unsigned_tail(W.path('audit'))
+                cut_rounds += 1
             W.log.close()
             W.start()  # replays the journal before it serves
             log = W.logtext()
@@ -186,9 +207,15 @@ def main():
         if v.returncode != 0:
             failures.append('the audit log does not verify after the SIGKILLs:\n' + v.stdout + v.stderr)
         with open(W.path('audit', 'records.jsonl')) as f:
-            applied = sum(1 for line in f if '"ev":"transaction.result"' in line and '"applied":true' in line)
+            lines = f.readlines()
+        applied = sum(1 for line in lines if '"ev":"transaction.result"' in line and '"applied":true' in line)
+        restored = sum(1 for line in lines if '"restored":{"from":"journal"' in line)
+        print(f'audit log: {cut_rounds} restarts lost the unsigned tail ({lost_records} records); '
+              f'{restored} decisions restored from the journals')
         if applied < acknowledged[0]:
             failures.append(f'{acknowledged[0]} acknowledged operations but only {applied} applied transactions recorded')
+        if ROUNDS >= 50 and restored == 0:
+            failures.append('no decision record was lost and restored: the test proved nothing about it')
         subprocess.run(['umount', W.mnt], check=True)
         check = subprocess.run(['btrfs', 'check', '--readonly', W.loop], capture_output=True, text=True)
         print('btrfs check --readonly:', 'no errors' if check.returncode == 0 else f'exit {check.returncode}')

@@ -351,6 +351,40 @@ class Log : public TempDir {
   std::string vkey_, error_;
 };
 
+// What a start asks the log about the records its journals carry: is
+// record i the one with this leaf hash, and which decisions have results
+// from record i on -- answered for the records read at Open and those
+// appended since, and no longer once the start is over.
+TEST_F(Log, AtAStartTheLogSaysWhichRecordsItHoldsAndWhichHaveResults) {
+  Write(4);
+  auto log = Open();
+  ASSERT_TRUE(log) << error_;
+  auto d = log->AppendRecord(json{{"ev", "transaction"}, {"tenant", "acme"}});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->index, 4u);
+  EXPECT_EQ(d->leaf, LeafHash(d->line));
+  ASSERT_TRUE(log->Append(json{{"ev", "transaction.result"}, {"of", 4}, {"applied", true}}).ok());
+  ASSERT_TRUE(log->Append(json{{"ev", "transaction.result"}, {"of", 2}}).ok());
+  EXPECT_TRUE(log->Holds(4, d->leaf));
+  EXPECT_FALSE(log->Holds(3, d->leaf)) << "another record at that index";
+  EXPECT_FALSE(log->Holds(7, d->leaf)) << "past the end";
+  const std::vector<std::string> lines = Lines("records.jsonl");
+  ASSERT_EQ(lines.size(), 7u);
+  EXPECT_EQ(lines[4], d->line);
+  EXPECT_TRUE(log->Holds(0, LeafHash(lines[0]))) << "a record read at Open";
+  auto results = log->ResultsSince(3);
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ(*results, (std::set<uint64_t>{2, 4}));
+  results = log->ResultsSince(6);
+  ASSERT_TRUE(results.ok());
+  EXPECT_EQ(*results, (std::set<uint64_t>{2}));
+  log->ForgetStartLeaves();
+  EXPECT_FALSE(log->Holds(4, d->leaf));
+  results = log->ResultsSince(0);
+  ASSERT_TRUE(results.ok());
+  EXPECT_TRUE(results->empty());
+}
+
 TEST_F(Log, AWrittenLogVerifiesAndRecordsAreCanonical) {
   Write(10);
   const VerifyResult r = Check();

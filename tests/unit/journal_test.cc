@@ -83,6 +83,58 @@ TEST(JournalOps, EveryKindRoundTrips) {
   }
 }
 
+// BEGIN carries the transaction's audit decision record (journal.h,
+// AuditedRecord): a start finds it for pending and for ended transactions
+// (rolled back ones with their errno).
+TEST_F(JournalFile, BeginCarriesTheAuditRecordOfPendingAndEndedTransactions) {
+  JournalContents c;
+  auto j = Journal::Open(dir_ + "/j", "acme", &c);
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  ASSERT_TRUE((*j)->Restart(1, AnswerCache{}).ok());
+  const uint64_t g1 = (1ull << 32) + 1, g2 = g1 + 1, g3 = g2 + 1;
+  Plan plan;
+  plan.ops = {SampleOp(Op::kUnlink, 300)};
+  const std::vector<Undo> undo(1);
+  AuditedRecord r1{17, {}, R"({"ev":"transaction","i":17})"}, r3{40, {}, std::string("{\"x\":\"\0\n\"}", 10)};
+  r1.leaf.fill(0x11);
+  r3.leaf.fill(0x33);
+  ASSERT_TRUE((*j)->Begin(g1, 1, 1, false, plan, nullptr, undo, {}, &r1).ok());
+  ASSERT_TRUE((*j)->Done(g1, 0, 0).ok());
+  ASSERT_TRUE((*j)->End(g1, nullptr).ok());
+  ASSERT_TRUE((*j)->Begin(g2, 1, 1, false, plan, nullptr, undo, {}).ok());  // no audit log: none
+  ASSERT_TRUE((*j)->Abort(g2, 0, ENOSPC, {}).ok());
+  ASSERT_TRUE((*j)->End(g2, nullptr).ok());
+  ASSERT_TRUE((*j)->Begin(g3, 1, 1, false, plan, nullptr, undo, {}, &r3).ok());
+  ASSERT_TRUE((*j)->Done(g3, 0, 0, true).ok());
+  JournalContents got = ParseJournal(Bytes());
+  ASSERT_EQ(got.pending.size(), 1u);
+  ASSERT_TRUE(got.pending[0].record);
+  EXPECT_EQ(*got.pending[0].record, r3);
+  ASSERT_EQ(got.ended_records.size(), 1u) << "the ended transaction without a record is not listed";
+  EXPECT_EQ(got.ended_records[0].generation, g1);
+  EXPECT_EQ(got.ended_records[0].record, r1);
+  EXPECT_FALSE(got.ended_records[0].aborted);
+
+  // A rolled-back one says so; and one cut off at any byte never yields a
+  // record other than the one written.
+  ASSERT_TRUE((*j)->Abort(g3, 0, EIO, {}).ok());
+  ASSERT_TRUE((*j)->End(g3, nullptr).ok());
+  const auto bytes = Bytes();
+  got = ParseJournal(bytes);
+  ASSERT_EQ(got.ended_records.size(), 2u);
+  EXPECT_TRUE(got.ended_records[1].aborted);
+  EXPECT_EQ(got.ended_records[1].failed_errno, EIO);
+  for (size_t n = 0; n < bytes.size(); n++) {
+    JournalContents p = ParseJournal(proto::Bytes(bytes.data(), n));
+    for (const auto& e : p.ended_records) EXPECT_EQ(e.record, e.generation == g1 ? r1 : r3) << n;
+    for (const auto& q : p.pending) {
+      const std::optional<AuditedRecord> want =
+          q.generation == g2 ? std::nullopt : std::optional<AuditedRecord>(q.generation == g1 ? r1 : r3);
+      EXPECT_EQ(q.record, want) << n;
+    }
+  }
+}
+
 TEST_F(JournalFile, PendingTransactionAndItsProgressSurviveReopen) {
   JournalContents c;
   auto j = Journal::Open(dir_ + "/j", "acme", &c);
