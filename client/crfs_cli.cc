@@ -26,10 +26,11 @@ namespace proto = crfs::proto;
 
 constexpr char kUsage[] =
     "usage: crfs [--server HOST[:PORT]] [--ca FILE] [--cert FILE] [--key FILE] [--reconnect SECONDS] [--stats]\n"
-    "            COMMAND [ARGS]\n"
+    "            [--max-payload BYTES] COMMAND [ARGS]\n"
     "\n"
     "  --reconnect SECONDS  if the connection is lost during a change, reconnect for up to SECONDS\n"
     "                       and send the change again: the server applies it once (default 0: fail)\n"
+    "  --max-payload BYTES  the largest frame to ask HELLO for, 131072..1048576 (default 1048576)\n"
     "\n"
     "commands:\n"
     "  ping              connect, say HELLO, ping\n"
@@ -561,6 +562,17 @@ int main(int argc, char** argv) {
         return 2;
       }
       o.reconnect_ms = std::stoi(secs) * 1000;
+      continue;
+    }
+    if (std::string bytes; a == "--max-payload" && value(&bytes)) {
+      const bool digits =
+          !bytes.empty() && bytes.size() <= 7 && bytes.find_first_not_of("0123456789") == std::string::npos;
+      const long n = digits ? std::stol(bytes) : 0;
+      if (n < CRFS_MIN_PAYLOAD || n > CRFS_MAX_PAYLOAD) {
+        std::fprintf(stderr, "crfs: --max-payload takes bytes, %d..%d\n", CRFS_MIN_PAYLOAD, CRFS_MAX_PAYLOAD);
+        return 2;
+      }
+      o.max_payload = static_cast<uint32_t>(n);
       continue;
     }
     if (a.rfind("--", 0) == 0) {

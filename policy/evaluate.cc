@@ -43,6 +43,19 @@ uint8_t ModeBitsOf(uint32_t perms, uint8_t type) {
 
 }  // namespace
 
+const char* FileTypeName(uint8_t type) {
+  switch (type) {
+    case kFile: return "file";
+    case kDir: return "dir";
+    case kSymlinkType: return "symlink";
+    case kFifo: return "fifo";
+    case kSocket: return "socket";
+    case kCharDev: return "chardev";
+    case kBlockDev: return "blockdev";
+    default: return "";
+  }
+}
+
 const char* OpName(OpKind op) {
   const auto i = static_cast<size_t>(op);
   return i < kOpKinds ? kOpNames[i] : "?";

@@ -75,6 +75,9 @@ enum FileType : uint8_t {
 };
 // The FileType of an S_IFMT mode; 0 for none.
 uint8_t FileTypeOf(uint32_t mode);
+// A FileType's name as rules spell it ("file", "dir", ...); "" for 0 or a
+// set of several.
+const char* FileTypeName(uint8_t type);
 
 // Mode bits a rule can ask for.
 enum ModeBit : uint8_t { kSetuid = 1 << 0, kSetgid = 1 << 1, kSticky = 1 << 2, kWorldWritable = 1 << 3 };

@@ -58,8 +58,10 @@ enum crfs_limits {
 	CRFS_MAX_ERROR_TEXT = 1024,
 	/* Longest snapshot name. */
 	CRFS_MAX_SNAPSHOT_NAME = 255,
-	/* Most provisional-to-real mappings in one TRANS_REPLY. */
-	CRFS_MAX_TRANS_MAP = 65536,
+	/* Most provisional-to-real mappings in one TRANS_REPLY: as many as fit
+	 * one frame of CRFS_MAX_PAYLOAD ((2^20 - 16) / 16); a session with a
+	 * smaller max_payload holds (max_payload - 16) / 16. */
+	CRFS_MAX_TRANS_MAP = 65535,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -151,7 +153,7 @@ enum crfs_msg_type {
  * current at that generation, so a client bases a transaction on it
  * (crfs_msg_trans_frag.base_generation). */
 struct crfs_msg_final_reply {
-	__le64 generation;
+	__le64 tenant_gen;
 } CRFS_PACKED;
 
 /* ------------------------------------------------------------------------ */
@@ -312,7 +314,7 @@ struct crfs_msg_trans_frag {
 /* TRANS_REPLY: sent before the FINAL_REPLY of a committed transaction.
  * Followed by nr_map struct crfs_trans_map_entry. */
 struct crfs_msg_trans_reply {
-	__le64 generation; /* tenant subvolume generation after commit */
+	__le64 tenant_gen; /* the tenant generation after commit */
 	__le32 flags;      /* CRFS_TRANS_R_* */
 	__le32 nr_map;
 } CRFS_PACKED;
@@ -326,10 +328,10 @@ struct crfs_trans_map_entry {
 	__le64 real;
 } CRFS_PACKED;
 
-/* DURABLE: everything committed up to `generation` is on stable storage.
+/* DURABLE: everything committed up to `tenant_gen` is on stable storage.
  * Unsolicited (id 0), or a reply to SYNC. */
 struct crfs_msg_durable {
-	__le64 generation;
+	__le64 tenant_gen;
 } CRFS_PACKED;
 
 /* TREE_QUERY: the entries (DIR_INDEX items) of directory `objectid` and of
@@ -391,7 +393,7 @@ struct crfs_msg_hello_reply {
 	__le32 lease_ms;    /* grants expire unless renewed within this */
 	__le64 session_id;
 	__le64 root_objectid;
-	__le64 generation;
+	__le64 tenant_gen; /* the tenant generation now */
 	__le32 uid; /* who this session acts as in its tenant (tenant ids): */
 	__le32 gid; /* what it creates is owned by them */
 } CRFS_PACKED;

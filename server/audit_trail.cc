@@ -70,6 +70,7 @@ json RequestFields(const PolicyCheck& check) {
 json ActionJson(const policy::Action& a) {
   json j{{"op", policy::OpName(a.op)}, {"path", AuditText(a.path)}};
   if (!a.path2.empty()) j["path2"] = AuditText(a.path2);
+  if (*policy::FileTypeName(a.type)) j["type"] = policy::FileTypeName(a.type);
   if (a.perms) {
     char mode[16];
     std::snprintf(mode, sizeof(mode), "%04o", *a.perms);

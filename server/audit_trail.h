@@ -36,8 +36,8 @@ std::string ErrnoName(int e);
 // session, uid, gid.
 nlohmann::json RequestFields(const PolicyCheck& check);
 
-// One operation as the policy saw it: {"op", "path", "path2", "perms"
-// (octal text), "size", "xattr"}, only the fields the action has.
+// One operation as the policy saw it: {"op", "path", "path2", "type",
+// "perms" (octal text), "size", "xattr"}, only the fields the action has.
 nlohmann::json ActionJson(const policy::Action& a);
 
 // How many refusals a tenant may have recorded: a token bucket (kRate a

@@ -375,14 +375,14 @@ struct Planner {
     if (auto e = CheckNoCycles(); e.err) return e;
     size_t created = 0;
     for (const auto& [id, o] : objs) created += o.is_new ? 1 : 0;
-    if (created + plan->new_indexes.size() > CRFS_MAX_TRANS_MAP) {
-      return Err(E2BIG, "more new objects and entries than one TRANS_REPLY can map (" +
-                            std::to_string(CRFS_MAX_TRANS_MAP) + ")");
+    if (created + plan->new_indexes.size() > t.max_reply_map) {
+      return Err(E2BIG, "more new objects and entries than this session's TRANS_REPLY can map (" +
+                            std::to_string(t.max_reply_map) + " with its max_payload); split it");
     }
     if (auto e = Order(); e.err) return e;
-    if (plan->created.size() + plan->new_indexes.size() > CRFS_MAX_TRANS_MAP) {
-      return Err(E2BIG, "more new objects and entries than one TRANS_REPLY can map (" +
-                            std::to_string(CRFS_MAX_TRANS_MAP) + ")");
+    if (plan->created.size() + plan->new_indexes.size() > t.max_reply_map) {
+      return Err(E2BIG, "more new objects and entries than this session's TRANS_REPLY can map (" +
+                            std::to_string(t.max_reply_map) + " with its max_payload); split it");
     }
     return {};
   }

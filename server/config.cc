@@ -218,6 +218,16 @@ Result<ServerConfig> ParseConfig(std::string_view text) {
     CRFS_RETURN_IF_ERROR(a.Finish());
   }
   CRFS_RETURN_IF_ERROR(as);
+  Status ad;
+  if (const json* admin = f.Object("admin", false, &ad)) {
+    Fields a(*admin, "admin");
+    CRFS_RETURN_IF_ERROR(a.Str("socket", &c.admin_socket, false));
+    CRFS_RETURN_IF_ERROR(a.Str("group", &c.admin_group, false));
+    if (c.admin_socket.size() >= 100) return Fields::Err("admin.socket", "must be shorter than 100 bytes (sun_path)");
+    CRFS_RETURN_IF_ERROR(a.Finish());
+  }
+  CRFS_RETURN_IF_ERROR(ad);
+  if (c.admin_socket.empty()) c.admin_socket = c.storage_root + "/crfsd.sock";
   std::string durability = "power";
   CRFS_RETURN_IF_ERROR(f.Str("durability", &durability, false));
   if (durability == "crash") {
@@ -275,7 +285,7 @@ Result<ServerConfig> LoadConfig(const std::string& path) {
   Result<ServerConfig> c = ParseConfig(ss.str());
   if (c.ok()) {
     const size_t slash = path.rfind('/');
-    for (std::string* p : {&c->policy, &c->audit_dir, &c->audit_key}) {
+    for (std::string* p : {&c->policy, &c->audit_dir, &c->audit_key, &c->admin_socket}) {
       if (p->front() != '/' && slash != std::string::npos) *p = path.substr(0, slash + 1) + *p;
     }
   }

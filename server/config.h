@@ -60,6 +60,11 @@ struct ServerConfig {
   // checkpointed. Relative paths are relative to crfsd.json's directory.
   std::string audit_dir, audit_key, audit_origin;
   uint32_t audit_checkpoint_ms = 1000;
+  // The admin socket (admin_socket.h; docs/crfsd.md, "The admin socket"):
+  // its path (default <storage_root>/crfsd.sock; relative paths are
+  // relative to crfsd.json's directory) and the group besides root that
+  // may use it ("" none).
+  std::string admin_socket, admin_group;
   uint32_t max_sessions = 4096;
   uint32_t max_sessions_per_tenant = 1024;
   uint32_t handshake_timeout_ms = 10000;

@@ -131,6 +131,9 @@ std::vector<Finding> CheckServerConfig(const ServerConfig& c, int64_t now) {
   auto tls = TlsContext::Create(c.tls_ca, c.tls_crl, c.tls_cert, c.tls_key);
   if (!tls.ok()) Add(&out, Finding::kError, tls.status().message());
   CheckCrl(c, now, &out);
+  if (!c.admin_group.empty() && !getgrnam(c.admin_group.c_str())) {
+    Add(&out, Finding::kError, "admin.group: there is no group " + c.admin_group);
+  }
   bool unknown = false;
   if (Status s = CheckCaTrustDomain(c.tls_ca, c.trust_domain, &unknown); !s.ok()) {
     Add(&out, Finding::kError, s.message());

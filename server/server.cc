@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <vector>
 
+#include "server/admin_request.h"
 #include "server/config_check.h"
 #include "server/log.h"
 #include "server/session.h"
@@ -44,6 +46,56 @@ std::string PeerName(const struct sockaddr_storage& ss) {
   return PeerHost(ss) + ":" + serv;
 }
 
+// The policy file's text (docs/policy.md: at most 4 MiB).
+Result<std::string> ReadPolicyText(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kIo, "policy " + path + ": " + strerror(errno));
+  std::string text;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof(buf))) > 0 && text.size() <= kMaxRequestBytes) {
+    text.append(buf, static_cast<size_t>(n));
+  }
+  const int e = errno;
+  close(fd);
+  if (n < 0) return Status(Code::kIo, "policy " + path + ": " + strerror(e));
+  if (text.size() > kMaxRequestBytes) return Status(Code::kTooLarge, "policy " + path + ": larger than 4 MiB");
+  return text;
+}
+
+// Writes `path` whole and fsyncs it (0600: crfsd's).
+Status WriteFileSynced(const std::string& path, const std::string& text) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return Status(Code::kIo, path + ": " + strerror(errno));
+  size_t off = 0;
+  while (off < text.size()) {
+    const ssize_t n = write(fd, text.data() + off, text.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  const bool ok = off == text.size() && fsync(fd) == 0;
+  const int e = errno;
+  close(fd);
+  if (!ok) {
+    unlink(path.c_str());
+    return Status(Code::kIo, path + ": " + strerror(e));
+  }
+  return Status::Ok();
+}
+
+// rename(2), then fsync of the directory.
+Status RenameSynced(const std::string& from, const std::string& to) {
+  if (rename(from.c_str(), to.c_str()) != 0) return Status(Code::kIo, "rename to " + to + ": " + strerror(errno));
+  const size_t slash = to.rfind('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : to.substr(0, slash);
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status(Code::kIo, dir + ": " + strerror(errno));
+  const bool ok = fsync(fd) == 0;
+  close(fd);
+  return ok ? Status::Ok() : Status(Code::kIo, "fsync " + dir + ": " + strerror(errno));
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
@@ -57,13 +109,16 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   auto tls = TlsContext::Create(config.tls_ca, config.tls_crl, config.tls_cert, config.tls_key);
   if (!tls.ok()) return tls.status();
   std::vector<policy::Diagnostic> diags;
-  auto pol = policy::Policy::Load(config.policy, &diags);
+  auto text = ReadPolicyText(config.policy);
+  if (!text.ok()) return text.status();
+  auto pol = policy::Policy::Parse(*text, &diags);
   for (const policy::Diagnostic& d : diags) {
     Log(d.error ? LogLevel::kError : LogLevel::kWarning, "policy %s: %s", config.policy.c_str(), d.ToString().c_str());
   }
-  if (!pol.ok()) return pol.status();
+  if (!pol.ok()) return Status(pol.status().code(), "policy " + config.policy + ": " + pol.status().message());
   std::unique_ptr<Server> s(new Server(std::move(config), std::move(*tls)));
   s->policy_ = std::move(*pol);
+  s->policy_text_ = std::move(*text);
   Log(LogLevel::kInfo, "policy %s: %zu rules, sha256 %s", s->config_.policy.c_str(), s->policy_->rule_count(),
       s->policy_->sha256().c_str());
   // The audit log before anything is served: a log that does not verify
@@ -118,6 +173,15 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
         static_cast<unsigned long long>(nofile.rlim_cur));
   }
   CRFS_RETURN_IF_ERROR(s->Listen());
+  std::optional<gid_t> admins;
+  if (!s->config_.admin_group.empty()) {
+    const struct group* g = getgrnam(s->config_.admin_group.c_str());
+    if (!g) return Status(Code::kInvalidArgument, "admin.group: no group " + s->config_.admin_group);
+    admins = g->gr_gid;
+  }
+  auto admin = AdminSocket::Open(s->config_.admin_socket, admins, s->epoll_fd_);
+  if (!admin.ok()) return admin.status();
+  s->admin_ = std::move(*admin);
   for (auto& [store, worker] : s->workers_) {
     struct epoll_event ev {};
     ev.events = EPOLLIN;
@@ -390,9 +454,22 @@ void Server::CheckpointAudit() {
 }
 
 Status Server::ReloadPolicy() {
+  auto text = ReadPolicyText(config_.policy);
+  if (!text.ok()) {
+    Log(LogLevel::kError, "policy reload refused, the policy in force stays (sha256 %s): %s", policy_->sha256().c_str(),
+        text.status().message().c_str());
+    return text.status();
+  }
   std::vector<policy::Diagnostic> diags;
-  auto pol = policy::Policy::Load(config_.policy, &diags);
-  for (const policy::Diagnostic& d : diags) {
+  bool changed = false;
+  return SwapPolicy(std::move(*text), nlohmann::json{{"signal", "SIGHUP"}}, false, &diags, &changed);
+}
+
+Status Server::SwapPolicy(std::string text, const nlohmann::json& by, bool persist,
+                          std::vector<policy::Diagnostic>* diags, bool* changed) {
+  *changed = false;
+  auto pol = policy::Policy::Parse(text, diags);
+  for (const policy::Diagnostic& d : *diags) {
     Log(d.error ? LogLevel::kError : LogLevel::kWarning, "policy %s: %s", config_.policy.c_str(), d.ToString().c_str());
   }
   if (!pol.ok()) {
@@ -401,26 +478,144 @@ Status Server::ReloadPolicy() {
     (void)Audit({{"ev", "policy.refused"},
                  {"policy", policy_->sha256()},
                  {"file", config_.policy},
-                 {"error", pol.status().message()}});
+                 {"by", by},
+                 {"error", AuditText(pol.status().message())}});
     return pol.status();
   }
   if ((*pol)->sha256() == policy_->sha256()) {
     Log(LogLevel::kInfo, "policy %s unchanged (sha256 %s)", config_.policy.c_str(), policy_->sha256().c_str());
     return Status::Ok();
   }
+  // Applied through the admin socket: the file says so too, before
+  // anything else does (a restart keeps what is in force).
+  const std::string tmp = config_.policy + ".crfsd-new";
+  if (persist) {
+    if (Status s = WriteFileSynced(tmp, text); !s.ok()) {
+      Log(LogLevel::kError, "policy apply refused: %s; the policy in force stays", s.message().c_str());
+      return s;
+    }
+  }
   // A policy change no audit record tells of does not happen.
   if (!Audit({{"ev", "policy.reload"},
               {"old", policy_->sha256()},
               {"new", (*pol)->sha256()},
               {"file", config_.policy},
+              {"by", by},
               {"rules", (*pol)->rule_count()}})) {
+    if (persist) unlink(tmp.c_str());
     Log(LogLevel::kError, "policy reload refused: the audit log cannot be written; the policy in force stays");
-    return Status(Code::kIo, "audit log cannot be written");
+    return Status(Code::kIo, "the audit log cannot be written; the policy in force stays");
   }
-  Log(LogLevel::kInfo, "policy %s reloaded: sha256 %s -> %s, %zu rules", config_.policy.c_str(),
-      policy_->sha256().c_str(), (*pol)->sha256().c_str(), (*pol)->rule_count());
+  if (persist) {
+    if (Status s = RenameSynced(tmp, config_.policy); !s.ok()) {
+      // Recorded, in force from now on, but not in the file: said loudly.
+      Log(LogLevel::kError, "policy %s: %s: the applied policy is in force but a restart loads the old file",
+          config_.policy.c_str(), s.message().c_str());
+    }
+  }
+  Log(LogLevel::kInfo, "policy %s %s: sha256 %s -> %s, %zu rules", config_.policy.c_str(),
+      persist ? "applied" : "reloaded", policy_->sha256().c_str(), (*pol)->sha256().c_str(), (*pol)->rule_count());
   policy_ = std::move(*pol);
+  policy_text_ = std::move(text);
+  *changed = true;
   return Status::Ok();
+}
+
+nlohmann::json Server::StatusJson() {
+  nlohmann::json tenants = nlohmann::json::array();
+  for (const auto& [name, store] : tenants_) {
+    auto n = tenant_sessions_.find(name);
+    tenants.push_back({{"name", name},
+                       {"generation", store->Generation()},
+                       {"durable", store->DurableGeneration()},
+                       {"sessions", n == tenant_sessions_.end() ? 0u : n->second}});
+  }
+  return {{"ok", true},
+          {"pid", getpid()},
+          {"listen", config_.listen_host + ":" + std::to_string(port_)},
+          {"storage_root", config_.storage_root},
+          {"sessions", sessions_.size()},
+          {"tenants", std::move(tenants)},
+          {"policy", {{"file", config_.policy}, {"sha256", policy_->sha256()}, {"rules", policy_->rule_count()}}},
+          {"audit",
+           {{"dir", config_.audit_dir},
+            {"records", audit_->size()},
+            {"errno", audit_->last_errno() ? ErrnoName(audit_->last_errno()) : ""}}}};
+}
+
+void Server::HandleAdmin(AdminSocket::Ready r) {
+  const nlohmann::json by{{"uid", r.peer.uid},
+                          {"gid", r.peer.gid},
+                          {"pid", r.peer.pid},
+                          {"command", AuditText(r.peer.command)},
+                          {"via", "admin socket"}};
+  auto refuse = [&](const char* errname, const std::string& why) {
+    admin_->Answer(r.fd, {{"ok", false}, {"errno", errname}, {"error", why}});
+  };
+  if (!r.peer.allowed) {
+    Log(LogLevel::kWarning, "admin socket: refused uid %u gid %u pid %d (%s): not root or the admin group", r.peer.uid,
+        r.peer.gid, r.peer.pid, r.peer.command.c_str());
+    AuditRefusal({{"ev", "admin.refused"}, {"by", by}, {"reason", "not root or the admin group"}});
+    return refuse("EACCES", "crfsd's admin socket serves root" +
+                                (config_.admin_group.empty() ? std::string() : " and group " + config_.admin_group) +
+                                " only");
+  }
+  if (r.too_large) return refuse("E2BIG", "the request is larger than 4 MiB");
+  auto req = ParseAdminRequest(r.bytes);
+  if (!req.ok()) return refuse("EINVAL", req.status().message());
+  nlohmann::json who = by;
+  who["cmd"] = AdminCommandName(req->command);
+  auto diagnostics = [](const std::vector<policy::Diagnostic>& diags) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const policy::Diagnostic& d : diags) {
+      out.push_back(
+          {{"error", d.error}, {"where", d.where}, {"line", d.line}, {"message", d.message}, {"text", d.ToString()}});
+    }
+    return out;
+  };
+  switch (req->command) {
+    case AdminRequest::Command::kStatus: return admin_->Answer(r.fd, StatusJson());
+    case AdminRequest::Command::kPolicyShow:
+      return admin_->Answer(r.fd, {{"ok", true},
+                                   {"file", config_.policy},
+                                   {"sha256", policy_->sha256()},
+                                   {"rules", policy_->rule_count()},
+                                   {"text", policy_text_}});
+    case AdminRequest::Command::kPolicyCheck: {
+      std::vector<policy::Diagnostic> diags;
+      auto pol = policy::Policy::Parse(req->policy, &diags);
+      nlohmann::json a{{"ok", pol.ok()}, {"diagnostics", diagnostics(diags)}, {"in_force", policy_->sha256()}};
+      if (pol.ok()) {
+        a["sha256"] = (*pol)->sha256();
+        a["rules"] = (*pol)->rule_count();
+      } else {
+        a["error"] = pol.status().message();
+      }
+      return admin_->Answer(r.fd, a);
+    }
+    case AdminRequest::Command::kPolicyApply:
+    case AdminRequest::Command::kReload: {
+      std::vector<policy::Diagnostic> diags;
+      bool changed = false;
+      const std::string old = policy_->sha256();
+      Status s;
+      if (req->command == AdminRequest::Command::kPolicyApply) {
+        s = SwapPolicy(std::move(req->policy), who, true, &diags, &changed);
+      } else if (auto text = ReadPolicyText(config_.policy); !text.ok()) {
+        s = text.status();
+      } else {
+        s = SwapPolicy(std::move(*text), who, false, &diags, &changed);
+      }
+      nlohmann::json a{{"ok", s.ok()},
+                       {"changed", changed},
+                       {"old", old},
+                       {"new", policy_->sha256()},
+                       {"diagnostics", diagnostics(diags)},
+                       {"file", config_.policy}};
+      if (!s.ok()) a["error"] = s.message() + "; the policy in force stays";
+      return admin_->Answer(r.fd, a);
+    }
+  }
 }
 
 Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
@@ -469,6 +664,12 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
         Accept(now);
         continue;
       }
+      if (admin_ && admin_->Owns(fd)) {
+        std::vector<AdminSocket::Ready> ready;
+        admin_->OnEvent(fd, now, &ready);
+        for (AdminSocket::Ready& r : ready) HandleAdmin(std::move(r));
+        continue;
+      }
       if (const TenantStore* store = StoreOfEventFd(fd)) {
         // A transaction finished: answer it, then let the tenant's sessions
         // dispatch what they held back meanwhile.
@@ -496,6 +697,7 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
         if (store->DurableGeneration() >= store->Generation()) continue;
         SyncTenant(store.get(), name);
       }
+      if (admin_) admin_->Expire(now);
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {
         s->CheckDeadline(now);

@@ -25,6 +25,7 @@
 #include "audit/log.h"
 #include "policy/policy.h"
 #include "proto/status.h"
+#include "server/admin_socket.h"
 #include "server/audit_trail.h"
 #include "server/config.h"
 #include "server/storage_lock.h"
@@ -74,6 +75,14 @@ class Server {
   // (logged with both hashes), an invalid one is refused with every error
   // logged and the old one stays. Returns what happened.
   Status ReloadPolicy();
+  // Puts the policy `text` in force if it is valid and differs from the
+  // one in force: recorded in the audit log first ("policy.reload" with
+  // `by`, who asked), and, with `persist`, written to config().policy first
+  // (atomically: a restart keeps it). A policy with an error, or a change
+  // the audit log cannot record, is refused and the one in force stays.
+  // *changed: whether it changed. Every diagnostic goes to *diags.
+  Status SwapPolicy(std::string text, const nlohmann::json& by, bool persist, std::vector<policy::Diagnostic>* diags,
+                    bool* changed);
   // The store of a configured tenant, or nullptr.
   TenantStore* Tenant(std::string_view name);
   // The worker that runs `store`'s transactions (store_worker.h).
@@ -106,6 +115,11 @@ class Server {
   ServerConfig config_;
   std::unique_ptr<TlsContext> tls_;
   std::shared_ptr<const policy::Policy> policy_;
+  std::string policy_text_;  // policy_'s source, as read or applied
+  std::unique_ptr<AdminSocket> admin_;
+  // An admin socket request (admin_request.h): decided, answered, audited.
+  void HandleAdmin(AdminSocket::Ready r);
+  nlohmann::json StatusJson();
   std::unique_ptr<audit::AuditLog> audit_;
   RecordBudget refusals_;  // event loop only
   int64_t last_checkpoint_ms_ = 0;

@@ -463,6 +463,8 @@ void Session::OnTransFrag(const Frame& f) {
     case TransactionAssembler::Outcome::kRefused: return Final(f.id, err.err, err.text);
     case TransactionAssembler::Outcome::kComplete: break;
   }
+  // Its TRANS_REPLY must fit this session's frames (protocol.md §3).
+  t.max_reply_map = std::min<size_t>(CRFS_MAX_TRANS_MAP, (max_payload_ - 16) / 16);
   // A transaction answered before, in this session or (applied) in an
   // earlier one of this client instance: the same answer, no second
   // application (protocol.md §6.4) -- if it is the same transaction.

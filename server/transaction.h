@@ -37,6 +37,10 @@ struct Transaction {
   uint8_t flags = 0;
   uint64_t base_generation = 0;
   std::vector<proto::ItemRange> ranges;
+  // How many provisional-to-real entries the session's TRANS_REPLY can
+  // carry: (max_payload - 16) / 16 (protocol.md §6.2). A transaction whose
+  // map would be longer is refused (E2BIG) before it is applied.
+  size_t max_reply_map = CRFS_MAX_TRANS_MAP;
 };
 
 class TransactionAssembler {

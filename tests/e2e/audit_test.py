@@ -231,7 +231,7 @@ class Records(AuditCase):
         self.assertEqual(len(allowed), 1, new)
         a = allowed[0]
         self.assertEqual(a['session'], starts[0]['session'])
-        self.assertIn({'op': 'create', 'path': '/audited.txt', 'perms': '0644'}, a['ops'])
+        self.assertIn({'op': 'create', 'path': '/audited.txt', 'type': 'file', 'perms': '0644'}, a['ops'])
         with open(W().path('policy.json'), 'rb') as f:
             self.assertEqual(a['policy'], hashlib.sha256(f.read()).hexdigest())
         result = [x for x in new if x['ev'] == 'transaction.result' and x['of'] == a['i']]
@@ -243,7 +243,7 @@ class Records(AuditCase):
         self.assertEqual(len(denied), 1, new)
         d = denied[0]
         self.assertEqual((d['by'], d['rule'], d['errno']), ('policy', 'no-setuid', 'EPERM'))
-        self.assertEqual(d['ops'], [{'op': 'chmod', 'path': '/audited.txt', 'perms': '4755'}])
+        self.assertEqual(d['ops'], [{'op': 'chmod', 'path': '/audited.txt', 'type': 'file', 'perms': '4755'}])
         self.assertIn('nothing changed', d['reason'])
         self.assertFalse([x for x in new if x['ev'] == 'transaction.result' and x['of'] == d['i']])
         # Ended sessions say so.

@@ -111,6 +111,7 @@ class Fixture:
   "storage_root": "{self.mnt}",
   "policy": "policy.json",
   "audit": {{"dir": "audit", "key": "audit.key", "origin": "crfs.test/audit", "checkpoint_interval_ms": 200}},
+  "admin": {{"group": "staff"}},
   "trust_domain": "crfs.test",
   "tls": {{"ca": "{pki}/ca.crt", "crl": "{pki}/crl.pem",
            "cert": "{pki}/servers/crfsd.crt", "key": "{pki}/servers/crfsd.key"}},

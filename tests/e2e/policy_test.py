@@ -25,7 +25,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import crfsd_test as base  # noqa: E402  (parses BUILD_DIR SOURCE_DIR)
-from crfsd_test import CRFSD, SRC, run  # noqa: E402
+from crfsd_test import CRFSCTL, CRFSD, SRC, run  # noqa: E402
 
 DEFAULT = os.path.join(SRC, 'policy', 'examples', 'default.json')
 
@@ -305,6 +305,23 @@ class Reload(PolicyCase):
         self.assertIn('no-mkdir', r.stderr)
         self.assertFalse(os.path.exists(acme('still-denied')))
 
+    def test_diff_over_the_audit_log_is_a_dry_run_of_what_was_recorded(self):
+        crfs('mkdir', '/dry-run-dir')
+        crfs('put', self.local('f'), '/dry-run-file')
+        new = self.local('new.json', policy([{'id': 'no-mkdir', 'effect': 'deny', 'ops': ['mkdir'],
+                                              'type': ['dir']}, ALLOW_REST]).encode())
+        r = run(CRFSCTL, 'policy', 'diff', '--config', W().path('crfsd.json'), new, '--audit', W().path('audit'))
+        self.assertIn('decided differently: acme mkdir /dry-run-dir: allow (rule allow-the-rest) -> deny (rule '
+                      'no-mkdir)', r.stdout)
+        self.assertNotIn('/dry-run-file', r.stdout)
+        self.assertRegex(r.stdout, r'dry run: [1-9][0-9]* of [0-9]+ audited operations decided differently')
+        self.assertIn('decision records read from', r.stdout)
+        r = run(CRFSCTL, 'policy', 'diff', DEFAULT, DEFAULT, '--audit', self.tmp, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('records.jsonl', r.stderr)
+        os.rmdir(acme('dry-run-dir'))
+        os.remove(acme('dry-run-file'))
+
     def test_check_config_reports_policy_errors_with_lines(self):
         bad = W().path('bad-policy.json')
         with open(bad, 'w') as f:
@@ -324,6 +341,115 @@ class Reload(PolicyCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(DEFAULT, 'rb') as f:
             self.assertIn(hashlib.sha256(f.read()).hexdigest(), r.stderr)
+
+
+def audit_records():
+    with open(W().path('audit', 'records.jsonl'), 'rb') as f:
+        return [json.loads(line) for line in f.read().splitlines()]
+
+
+class AdminSocket(PolicyCase):
+    """crfsctl policy apply|show|reload and status over crfsd's admin socket (docs/crfsd.md): the
+    fixture's crfsd.json names the admin group `staff`; the socket is the default,
+    <storage_root>/crfsd.sock."""
+
+    def sock(self):
+        return os.path.join(W().mnt, 'crfsd.sock')
+
+    def ctl(self, *args, as_user=None, groups=(), check=True):
+        cmd = [CRFSCTL, *args]
+        if as_user is not None:
+            cmd = ['setpriv', f'--reuid={as_user}', f'--regid={as_user}',
+                   f'--groups={",".join(map(str, groups))}' if groups else '--clear-groups'] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise AssertionError(f'{" ".join(cmd)}: exit {r.returncode}: {r.stdout}{r.stderr}')
+        return r
+
+    def test_apply_puts_a_policy_in_force_keeps_it_in_the_file_and_records_who(self):
+        text = policy([{'id': 'no-mkdir-here', 'effect': 'deny', 'ops': ['mkdir'], 'path': '/applied/*'},
+                       ALLOW_REST])
+        new = self.local('new.json', text.encode())
+        r = self.ctl('policy', 'apply', new, '--config', W().path('crfsd.json'))
+        sha = hashlib.sha256(text.encode()).hexdigest()
+        self.assertIn(f'policy in force: sha256 {sha}', r.stdout)
+        crfs('mkdir', '/applied')
+        r = crfs('mkdir', '/applied/x', check=False)
+        self.assertIn('no-mkdir-here', r.stderr)
+        self.assertFalse(os.path.exists(acme('applied', 'x')))
+        with open(W().path('policy.json')) as f:
+            self.assertEqual(f.read(), text, 'a restart keeps what was applied')
+        shown = self.ctl('policy', 'show', '--socket', self.sock())
+        self.assertEqual(shown.stdout, text)
+        self.assertIn(sha, shown.stderr)
+        rec = [x for x in audit_records() if x['ev'] == 'policy.reload'][-1]
+        self.assertEqual(rec['new'], sha)
+        self.assertEqual((rec['by']['uid'], rec['by']['via'], rec['by']['cmd']), (0, 'admin socket', 'policy.apply'))
+        self.assertGreater(rec['by']['pid'], 0)
+        self.assertEqual(rec['by']['command'], 'crfsctl')
+        # Applying it again changes nothing.
+        self.assertIn('policy unchanged', self.ctl('policy', 'apply', new, '--socket', self.sock()).stdout)
+        os.rmdir(acme('applied'))
+
+    def test_a_broken_policy_is_refused_and_the_one_in_force_stays(self):
+        before = open(W().path('policy.json')).read()
+        bad = self.local('bad.json', b'{"version": 1,\n "rules": [\n  {"id": "x", "effect": "alow"}]}\n')
+        r = self.ctl('policy', 'apply', bad, '--socket', self.sock(), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('line 3: /rules/0/effect', r.stderr)
+        self.assertIn('crfsd refused the policy', r.stderr)
+        self.assertEqual(open(W().path('policy.json')).read(), before)
+        self.assertFalse(os.path.exists(W().path('policy.json.crfsd-new')))
+        rec = [x for x in audit_records() if x['ev'] == 'policy.refused'][-1]
+        self.assertEqual(rec['by']['cmd'], 'policy.apply')
+        # Still the shipped policy: setuid refused.
+        r = crfs('put', self.local('s', mode=0o4755), '/suid', check=False)
+        self.assertIn('no-setuid', r.stderr)
+
+    def test_only_root_and_the_admin_group_may_ask_and_refusals_are_recorded(self):
+        staff = 50
+        self.assertEqual(stat.S_IMODE(os.stat(self.sock()).st_mode), 0o660)
+        self.assertEqual(os.stat(self.sock()).st_gid, staff)
+        # (The fixture's directory is root's 0700: others may pass through it for this test.)
+        os.chmod(W().dir, 0o711)
+        self.addCleanup(os.chmod, W().dir, 0o700)
+        # The admin group's members may (the socket file lets them in, crfsd checks them again).
+        r = self.ctl('status', '--socket', self.sock(), as_user=65534, groups=[staff])
+        self.assertIn('acme', r.stdout)
+        self.assertIn('TENANT', r.stdout)
+        # Anyone else: the socket file keeps them out; opened up by mistake, crfsd refuses them itself.
+        r = self.ctl('status', '--socket', self.sock(), as_user=65534, check=False)
+        self.assertIn('Permission denied', r.stderr)
+        os.chmod(self.sock(), 0o666)
+        try:
+            before = len(audit_records())
+            r = self.ctl('policy', 'apply', DEFAULT, '--socket', self.sock(), as_user=65534, check=False)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('serves root and group staff only', r.stderr)
+            refused = [x for x in audit_records()[before:] if x['ev'] == 'admin.refused']
+            self.assertEqual(len(refused), 1, audit_records()[before:])
+            self.assertEqual((refused[0]['by']['uid'], refused[0]['by']['gid']), (65534, 65534))
+        finally:
+            os.chmod(self.sock(), 0o660)
+
+    def test_bad_requests_are_answered_and_a_silent_peer_blocks_nobody(self):
+        import socket as so
+        silent = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+        silent.connect(self.sock())  # sends nothing, keeps it open
+        try:
+            crfs('ls', '/')  # crfsd serves on
+            self.assertIn('TENANT', self.ctl('status', '--socket', self.sock()).stdout)
+            for req in (b'', b'not json', b'{"cmd":"rm"}', b'{"cmd":"status","x":1}', b'\xff' * 100):
+                c = so.socket(so.AF_UNIX, so.SOCK_STREAM)
+                c.connect(self.sock())
+                c.sendall(req)
+                c.shutdown(so.SHUT_WR)
+                answer = json.loads(c.makefile('rb').read())
+                c.close()
+                self.assertFalse(answer['ok'], req)
+                self.assertIn('admin request', answer['error'])
+        finally:
+            silent.close()
 
 
 if __name__ == '__main__':

@@ -212,7 +212,7 @@ TEST(WireLayout, InodeItemMatchesTheStruct) {
 TEST(WireLayout, TransReplyAndDataMatchTheStructs) {
   auto bytes = Encoded(Frame{3, 0, TransReply{9, CRFS_TRANS_R_DURABLE, {{CRFS_PROVISIONAL_FIRST, 260}}}});
   struct crfs_msg_trans_reply tr {};
-  tr.generation = htole64(9);
+  tr.tenant_gen = htole64(9);
   tr.flags = htole32(CRFS_TRANS_R_DURABLE);
   tr.nr_map = htole32(1);
   struct crfs_trans_map_entry me {};

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace crfs::ctl {
@@ -15,5 +16,8 @@ int HashCommand(Args args);
 int CsumCommand(Args args);
 int TenantCommand(Args args);
 int PolicyCommand(Args args);
+int StatusCommand(Args args);
+// policy apply|show|reload and status: asks the running crfsd (admin_cmd.cc).
+int AdminCommand(const std::string& verb, Args args);
 
 }  // namespace crfs::ctl

@@ -19,11 +19,17 @@ constexpr char kUsage[] =
     "  tenant add --config FILE NAME   create a configured tenant's subvolume\n"
     "  tenant list --config FILE       list tenants and their storage\n"
     "  policy check FILE        validate a policy: errors and warnings with lines\n"
-    "  policy diff [--config CRFSD.JSON | OLD] NEW [--sample FILE]\n"
+    "  policy diff [--config CRFSD.JSON | OLD] NEW [--sample FILE] [--audit DIR]\n"
     "                           rules and limits a new policy changes; with a\n"
-    "                           sample of operations, which it decides differently\n"
+    "                           sample of operations or the audit log, which it\n"
+    "                           decides differently (a dry run)\n"
     "  policy explain FILE --tenant T OP PATH [PATH2] [--client URI] [--uid N] ...\n"
     "                           how a policy decides one operation, and why\n"
+    "  policy apply FILE        put a policy in force in the running crfsd (admin socket)\n"
+    "  policy show              the policy in force in the running crfsd\n"
+    "  policy reload            make crfsd read its policy file again (as SIGHUP)\n"
+    "  status                   what the running crfsd serves\n"
+    "                           (these four: [--socket PATH | --config CRFSD.JSON] [--json])\n"
     "  help                     this text\n";
 
 struct Command {
@@ -34,6 +40,7 @@ struct Command {
 constexpr Command kCommands[] = {
     {"decode", crfs::ctl::DecodeCommand}, {"example", crfs::ctl::ExampleCommand}, {"hash", crfs::ctl::HashCommand},
     {"csum", crfs::ctl::CsumCommand},     {"tenant", crfs::ctl::TenantCommand},   {"policy", crfs::ctl::PolicyCommand},
+    {"status", crfs::ctl::StatusCommand},
 };
 
 }  // namespace

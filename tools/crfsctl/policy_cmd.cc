@@ -1,15 +1,17 @@
 // crfsctl policy check|diff|explain: the admin's offline tools for the
 // policy language (docs/policy.md). None of them talks to crfsd or changes
-// anything; they read files.
+// anything; they read files. (apply, show and reload ask the running
+// crfsd: admin_cmd.cc.)
 //
 //   check FILE              every error and warning, with JSON pointer and
 //                           line; exit 1 if there is an error
-//   diff [--config CRFSD.JSON | OLD] NEW [--sample FILE]
+//   diff [--config CRFSD.JSON | OLD] NEW [--sample FILE] [--audit DIR]
 //                           which rules (by id) and limits the new policy
 //                           adds, removes, changes or moves, against OLD or
-//                           the policy file crfsd.json names; with --sample,
-//                           the sampled operations it decides differently
-//                           (a dry run)
+//                           the policy file crfsd.json names; with --sample
+//                           or --audit (an audit log's directory), the
+//                           sampled or recorded operations it decides
+//                           differently (a dry run)
 //   explain FILE --tenant T OP PATH [PATH2] [--client URI] [--uid N]
 //           [--gid N] [--type T] [--mode OCTAL] [--size N] [--xattr NAME]
 //                           the decision for one operation, and why
@@ -42,9 +44,11 @@ using policy::Policy;
 
 constexpr char kUsage[] =
     "usage: crfsctl policy check FILE\n"
-    "       crfsctl policy diff [--config CRFSD.JSON | OLD] NEW [--sample FILE]\n"
+    "       crfsctl policy diff [--config CRFSD.JSON | OLD] NEW [--sample FILE] [--audit DIR]\n"
     "       crfsctl policy explain FILE --tenant T OP PATH [PATH2] [--client URI] [--uid N] [--gid N]\n"
-    "                              [--type TYPE] [--mode OCTAL] [--size BYTES] [--xattr NAME]\n";
+    "                              [--type TYPE] [--mode OCTAL] [--size BYTES] [--xattr NAME]\n"
+    "       crfsctl policy apply FILE   [--socket PATH | --config CRFSD.JSON] [--json]\n"
+    "       crfsctl policy show|reload  [--socket PATH | --config CRFSD.JSON] [--json]\n";
 
 int Usage() {
   std::fputs(kUsage, stderr);
@@ -182,6 +186,63 @@ bool LoadSample(const std::string& path, std::vector<OwnedAction>* out) {
   return true;
 }
 
+// Every operation the audit log in `dir` records a decision on
+// (docs/audit.md: each "transaction" record's "ops", each "read" record's
+// "op"), with who asked. False (after printing why) if the log cannot be
+// read; records that are not decisions are skipped. The log is not
+// verified here: `crfs-audit verify` does that.
+bool LoadAudit(const std::string& dir, std::vector<OwnedAction>* out, size_t* records) {
+  const std::string path = dir + "/records.jsonl";
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "crfsctl: %s: %s\n", path.c_str(), std::strerror(errno));
+    return false;
+  }
+  *records = 0;
+  std::string line;
+  for (size_t number = 1; std::getline(in, line); number++) {
+    json r = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (r.is_discarded() || !r.is_object()) {
+      std::fprintf(stderr, "crfsctl: %s: line %zu: not a JSON object (crfs-audit verify %s)\n", path.c_str(), number,
+                   dir.c_str());
+      return false;
+    }
+    const std::string ev = r.value("ev", "");
+    json ops;
+    if (ev == "transaction" && r.contains("ops") && r["ops"].is_array()) {
+      ops = r["ops"];
+    } else if (ev == "read" && r.contains("op") && r["op"].is_object()) {
+      ops = json::array({r["op"]});
+    } else {
+      continue;
+    }
+    (*records)++;
+    for (const json& op : ops) {
+      if (!op.is_object()) continue;
+      OwnedAction a;
+      bool ok = true, has_op = false;
+      auto set = [&](const std::string& key, const json& v) {
+        std::string text;
+        if (v.is_string()) {
+          text = v.get<std::string>();
+        } else if (v.is_number_unsigned()) {
+          text = std::to_string(v.get<uint64_t>());
+        } else {
+          return;
+        }
+        ok = ok && SetField(&a, key == "perms" ? "mode" : key, text).empty();
+        has_op = has_op || key == "op";
+      };
+      for (const char* k : {"tenant", "client", "uid", "gid"}) {
+        if (r.contains(k)) set(k, r[k]);
+      }
+      for (auto it = op.begin(); it != op.end(); ++it) set(it.key(), it.value());
+      if (ok && Finish(&a, has_op).empty()) out->push_back(std::move(a));
+    }
+  }
+  return true;
+}
+
 std::string Describe(const OwnedAction& a) {
   std::string s = a.tenant + " " + policy::OpName(a.fields.op) + " " + a.path;
   if (!a.path2.empty()) s += " -> " + a.path2;
@@ -238,7 +299,8 @@ std::string LimitsText(const policy::Limits& l) {
   return s.empty() ? "none" : s;
 }
 
-int Diff(const std::vector<std::string>& files, const std::string& config, const std::string& sample) {
+int Diff(const std::vector<std::string>& files, const std::string& config, const std::string& sample,
+         const std::string& audit_dir) {
   std::string old_path, new_path;
   if (!config.empty()) {
     if (files.size() != 1) return Usage();
@@ -256,6 +318,8 @@ int Diff(const std::vector<std::string>& files, const std::string& config, const
   }
   std::vector<OwnedAction> actions;
   if (!sample.empty() && !LoadSample(sample, &actions)) return 1;
+  size_t audited = 0;
+  if (!audit_dir.empty() && !LoadAudit(audit_dir, &actions, &audited)) return 1;
   auto old_p = LoadPrinting(old_path, nullptr, nullptr);
   auto new_p = LoadPrinting(new_path, nullptr, nullptr);
   if (!old_p || !new_p) {
@@ -324,18 +388,33 @@ int Diff(const std::vector<std::string>& files, const std::string& config, const
     }
   }
   if (!changes) std::printf("no rule or limit changes\n");
-  if (!sample.empty()) {
+  if (!sample.empty() || !audit_dir.empty()) {
+    // Each distinct difference once, with how often it occurred, in the
+    // order first seen.
     size_t differ = 0;
+    std::vector<std::string> order;
+    std::map<std::string, size_t> count;
     for (const OwnedAction& x : actions) {
       const policy::Decision d1 = old_p->Evaluate(x.subject(), x.action());
       const policy::Decision d2 = new_p->Evaluate(x.subject(), x.action());
       if (d1.effect != d2.effect) {
-        std::printf("decided differently: %s: %s -> %s\n", Describe(x).c_str(), Outcome(d1).c_str(),
-                    Outcome(d2).c_str());
+        const std::string line = Describe(x) + ": " + Outcome(d1) + " -> " + Outcome(d2);
+        if (count[line]++ == 0) order.push_back(line);
         differ++;
       }
     }
-    std::printf("dry run: %zu of %zu sampled operations decided differently\n", differ, actions.size());
+    for (const std::string& line : order) {
+      if (count[line] > 1) {
+        std::printf("decided differently (%zu times): %s\n", count[line], line.c_str());
+      } else {
+        std::printf("decided differently: %s\n", line.c_str());
+      }
+    }
+    std::printf("dry run: %zu of %zu %s operations decided differently\n", differ, actions.size(),
+                audit_dir.empty() ? "sampled"
+                : sample.empty()  ? "audited"
+                                  : "sampled and audited");
+    if (!audit_dir.empty()) std::printf("(%zu decision records read from %s)\n", audited, audit_dir.c_str());
   }
   return 0;
 }
@@ -377,6 +456,7 @@ int Explain(const std::vector<std::string>& words, const std::map<std::string, s
 int PolicyCommand(Args args) {
   if (args.empty()) return Usage();
   const std::string verb(args[0]);
+  if (verb == "apply" || verb == "show" || verb == "reload") return AdminCommand(verb, args.subspan(1));
   std::vector<std::string> words;
   std::map<std::string, std::string> opts;
   static const std::set<std::string> kExplainOpts = {"tenant", "client", "uid", "gid", "type", "mode", "size", "xattr"};
@@ -384,8 +464,8 @@ int PolicyCommand(Args args) {
     const std::string a(args[i]);
     if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
       const std::string k = a.substr(2);
-      const bool known =
-          (verb == "diff" && (k == "config" || k == "sample")) || (verb == "explain" && kExplainOpts.count(k));
+      const bool known = (verb == "diff" && (k == "config" || k == "sample" || k == "audit")) ||
+                         (verb == "explain" && kExplainOpts.count(k));
       if (!known || i + 1 >= args.size() || opts.count(k)) {
         std::fprintf(stderr, "crfsctl: policy %s: unknown, repeated or incomplete option %s\n", verb.c_str(),
                      a.c_str());
@@ -398,7 +478,8 @@ int PolicyCommand(Args args) {
   }
   if (verb == "check" && opts.empty()) return Check(words);
   if (verb == "diff")
-    return Diff(words, opts.count("config") ? opts["config"] : "", opts.count("sample") ? opts["sample"] : "");
+    return Diff(words, opts.count("config") ? opts["config"] : "", opts.count("sample") ? opts["sample"] : "",
+                opts.count("audit") ? opts["audit"] : "");
   if (verb == "explain") return Explain(words, opts);
   return Usage();
 }
