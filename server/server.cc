@@ -6,6 +6,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/pem.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -19,6 +20,7 @@
 #include "server/admin_request.h"
 #include "server/config_check.h"
 #include "server/log.h"
+#include "server/pki_check.h"
 #include "server/session.h"
 #include "server/store_worker.h"
 
@@ -182,6 +184,8 @@ Result<std::unique_ptr<Server>> Server::Create(ServerConfig config) {
   auto admin = AdminSocket::Open(s->config_.admin_socket, admins, s->epoll_fd_);
   if (!admin.ok()) return admin.status();
   s->admin_ = std::move(*admin);
+  s->LoadCrlState();
+  s->crl_warned_ms_ = NowMs();  // CheckServerConfig warned at start
   for (auto& [store, worker] : s->workers_) {
     struct epoll_event ev {};
     ev.events = EPOLLIN;
@@ -203,6 +207,8 @@ Server::~Server() {
     while (worker->busy()) worker->Drain();
   }
   sessions_.clear();
+  admin_.reset();
+  if (crl_) X509_CRL_free(crl_);
   if (epoll_fd_ >= 0) close(epoll_fd_);
   if (listen_fd_ >= 0) close(listen_fd_);
 }
@@ -521,6 +527,55 @@ Status Server::SwapPolicy(std::string text, const nlohmann::json& by, bool persi
   return Status::Ok();
 }
 
+void Server::LoadCrlState() {
+  if (stat(config_.tls_crl.c_str(), &crl_stat_) != 0) crl_stat_ = {};
+  X509_CRL* crl = nullptr;
+  if (FILE* f = fopen(config_.tls_crl.c_str(), "r")) {
+    crl = PEM_read_X509_CRL(f, nullptr, nullptr, nullptr);
+    fclose(f);
+  }
+  if (crl_) X509_CRL_free(crl_);
+  crl_ = crl;
+  // Which CRL is in force, and whether it is about to go stale (after its
+  // nextUpdate every new session is refused: fail closed).
+  auto info = InspectCrl(config_.tls_crl, config_.tls_ca);
+  if (!info.ok()) {
+    Log(LogLevel::kError, "CRL %s: %s", config_.tls_crl.c_str(), info.status().message().c_str());
+    return;
+  }
+  const int64_t now = time(nullptr);
+  Log(LogLevel::kInfo, "CRL %s: number %s, %zu revoked, next update %s", config_.tls_crl.c_str(),
+      info->number.empty() ? "(none)" : info->number.c_str(), info->entries,
+      info->next_update ? (std::to_string((info->next_update - now) / 3600) + " h from now").c_str() : "none");
+}
+
+bool Server::Revoked(X509* cert) const {
+  X509_REVOKED* entry = nullptr;
+  return crl_ && cert && X509_CRL_get0_by_cert(crl_, &entry, cert) == 1;
+}
+
+void Server::ReloadTls(const char* why) {
+  auto tls = TlsContext::Create(config_.tls_ca, config_.tls_crl, config_.tls_cert, config_.tls_key);
+  if (!tls.ok()) {
+    Log(LogLevel::kError, "TLS reload (%s) refused, the material in force stays: %s", why,
+        tls.status().message().c_str());
+    if (stat(config_.tls_crl.c_str(), &crl_stat_) != 0) crl_stat_ = {};  // not retried until it changes again
+    return;
+  }
+  // Sessions made from the old context keep it alive (OpenSSL counts).
+  tls_ = std::move(*tls);
+  LoadCrlState();
+  Log(LogLevel::kInfo, "TLS material reloaded (%s)", why);
+  std::vector<Session*> revoked;
+  for (auto& [fd, s] : sessions_) {
+    if (s->CertificateIn(crl_)) revoked.push_back(s.get());
+  }
+  for (Session* s : revoked) {
+    s->EndRevoked();
+    Update(s, s->Drive(NowMs()));  // closes it (close_notify) once what it read is answered
+  }
+}
+
 nlohmann::json Server::StatusJson() {
   nlohmann::json tenants = nlohmann::json::array();
   for (const auto& [name, store] : tenants_) {
@@ -629,6 +684,7 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
     if (reload && *reload) {
       *reload = 0;
       (void)ReloadPolicy();  // logged either way
+      ReloadTls("SIGHUP");
     }
     if (*stop && !stopping) {
       stopping = true;
@@ -698,6 +754,29 @@ Status Server::Run(volatile sig_atomic_t* stop, volatile sig_atomic_t* reload) {
         SyncTenant(store.get(), name);
       }
       if (admin_) admin_->Expire(now);
+      // A new CRL is in force within a second of its file changing.
+      struct stat st {};
+      if (stat(config_.tls_crl.c_str(), &st) == 0 &&
+          (st.st_ino != crl_stat_.st_ino || st.st_mtim.tv_sec != crl_stat_.st_mtim.tv_sec ||
+           st.st_mtim.tv_nsec != crl_stat_.st_mtim.tv_nsec || st.st_size != crl_stat_.st_size)) {
+        ReloadTls("the CRL file changed");
+      }
+      if (now - crl_warned_ms_ >= 3600 * 1000) {
+        crl_warned_ms_ = now;
+        if (auto info = InspectCrl(config_.tls_crl, config_.tls_ca); info.ok() && info->next_update) {
+          const int64_t left = info->next_update - time(nullptr);
+          if (left <= 0) {
+            Log(LogLevel::kError,
+                "CRL %s is past its nextUpdate: every new session is refused until a new CRL is "
+                "installed",
+                config_.tls_crl.c_str());
+          } else if (left < 7 * 86400) {
+            Log(LogLevel::kWarning,
+                "CRL %s: nextUpdate in %lld h; after it every new session is refused (crfs-pki crl)",
+                config_.tls_crl.c_str(), static_cast<long long>(left / 3600));
+          }
+        }
+      }
       std::vector<Session*> done;
       for (auto& [fd, s] : sessions_) {
         s->CheckDeadline(now);

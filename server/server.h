@@ -14,6 +14,9 @@
 // sessions. Not thread-safe; Run() is called from one thread.
 #pragma once
 
+#include <openssl/x509.h>
+#include <sys/stat.h>
+
 #include <csignal>
 #include <cstdint>
 #include <map>
@@ -83,6 +86,15 @@ class Server {
   // *changed: whether it changed. Every diagnostic goes to *diags.
   Status SwapPolicy(std::string text, const nlohmann::json& by, bool persist, std::vector<policy::Diagnostic>* diags,
                     bool* changed);
+  // Reads the TLS material again (the CA, the CRL, the server certificate
+  // and key): new handshakes use it, and every live session whose
+  // certificate the new CRL lists is ended. A failure is logged and the
+  // material in force stays. `why`: what asked (for the log). Also run
+  // once a second if the CRL file changed (Run).
+  void ReloadTls(const char* why);
+  // Is `cert` listed in the CRL in force (for a handshake that began under
+  // an earlier one)?
+  bool Revoked(X509* cert) const;
   // The store of a configured tenant, or nullptr.
   TenantStore* Tenant(std::string_view name);
   // The worker that runs `store`'s transactions (store_worker.h).
@@ -117,6 +129,12 @@ class Server {
   std::shared_ptr<const policy::Policy> policy_;
   std::string policy_text_;  // policy_'s source, as read or applied
   std::unique_ptr<AdminSocket> admin_;
+  // The CRL in force (tls_'s, parsed again for checks of live sessions)
+  // and what its file looked like when read (Run checks it once a second).
+  X509_CRL* crl_ = nullptr;
+  struct stat crl_stat_ {};
+  int64_t crl_warned_ms_ = 0;  // the last nextUpdate warning (at most hourly)
+  void LoadCrlState();
   // An admin socket request (admin_request.h): decided, answered, audited.
   void HandleAdmin(AdminSocket::Ready r);
   nlohmann::json StatusJson();

@@ -195,6 +195,9 @@ void Session::Handshake(int64_t now_ms) {
     refusal = "trust domain " + id->trust_domain + " is not " + server_->config().trust_domain;
   } else if (!(tenant_ = server_->Tenant(id->tenant))) {
     refusal = "unknown tenant '" + id->tenant + "'";
+  } else if (server_->Revoked(cert)) {
+    // Its handshake was checked against a CRL that a reload replaced since.
+    refusal = "certificate revoked (by the CRL loaded during its handshake)";
   } else if (!(admitted_ = server_->AdmitSession(id->tenant))) {
     refusal = "tenant " + id->tenant + " has too many sessions (limits.max_sessions_per_tenant)";
   }
@@ -304,6 +307,24 @@ void Session::Shutdown() {
   ERR_clear_error();
   SSL_shutdown(ssl_);  // sends close_notify; the peer's is not awaited
   state_ = State::kDone;
+}
+
+bool Session::CertificateIn(X509_CRL* crl) const {
+  if (state_ == State::kHandshake || !crl) return false;
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  X509_REVOKED* entry = nullptr;
+  return cert && X509_CRL_get0_by_cert(crl, &entry, cert) == 1;
+}
+
+void Session::EndRevoked() {
+  Log(LogLevel::kWarning, "session %llu (tenant %s client %s): its certificate (sha256 %s) is revoked: ended",
+      static_cast<unsigned long long>(serial_), id_.tenant.c_str(), id_.client.c_str(), fingerprint_.c_str());
+  (void)server_->Audit({{"ev", "session.revoked"},
+                        {"session", serial_},
+                        {"tenant", id_.tenant},
+                        {"client", id_.uri},
+                        {"cert", fingerprint_}});
+  End("certificate revoked");
 }
 
 void Session::End(const std::string& why) {

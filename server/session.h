@@ -125,6 +125,15 @@ class Session {
   void ProtocolError(const std::string& why, const std::optional<proto::Header>& header);
   void End(const std::string& why);
 
+ public:
+  // Is this session's client certificate listed in `crl` (a CRL loaded
+  // after its handshake)? False during the handshake.
+  bool CertificateIn(X509_CRL* crl) const;
+  // Ends it for a revoked certificate: logged and audited
+  // ("session.revoked"); its requests already read are answered.
+  void EndRevoked();
+
+ private:
   Server* server_;
   int fd_;
   SSL* ssl_;

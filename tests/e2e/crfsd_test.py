@@ -10,6 +10,7 @@ end, also when a test fails. Needs root.
 
 usage: crfsd_test.py BUILD_DIR SOURCE_DIR [unittest args]
 """
+import json
 import os
 import re
 import resource
@@ -402,6 +403,38 @@ class TlsBoundary(unittest.TestCase):
 
     def test_alpn_is_required(self):
         refused(self, alpn=())
+
+    def test_a_certificate_revoked_while_crfsd_runs_is_refused_and_its_live_session_ended(self):
+        """The CRL is read again when its file changes (within about a second, no restart, no
+        SIGHUP): new sessions of a certificate it lists are refused, live ones are ended (and
+        recorded), and the other sessions go on."""
+        pki = W.path('pki')
+        run(PKI, 'client', pki, 'acme', 'leaver')
+        live = session(client='leaver')
+        other = session()
+        self.assertEqual(ping(live)[2], FINAL_REPLY)
+        before = len(W.logtext())
+        run(PKI, 'revoke', pki, W.path('pki/clients/acme/leaver.crt'))
+        for _ in range(100):
+            if 'is revoked: ended' in W.logtext()[before:]:
+                break
+            time.sleep(0.05)
+        log = W.logtext()[before:]
+        self.assertIn('TLS material reloaded (the CRL file changed)', log)
+        self.assertRegex(log, r'CRL \S+: number \S+, [0-9]+ revoked')
+        self.assertIn('is revoked: ended', log)
+        live.settimeout(5)
+        with self.assertRaises((ssl.SSLError, ConnectionError, OSError, AssertionError)):
+            for i in range(3):  # the close_notify, or a reset: no more answers
+                got = ping(live, 20 + i)
+                assert got[2] == FINAL_REPLY, got
+        live.close()
+        refused(self, client='leaver')
+        self.assertEqual(ping(other)[2], FINAL_REPLY, 'other sessions are not disturbed')
+        other.close()
+        with open(W.path('audit', 'records.jsonl')) as f:
+            revoked = [json.loads(x) for x in f if '"ev":"session.revoked"' in x]
+        self.assertEqual([r['client'] for r in revoked][-1:], ['spiffe://crfs.test/tenant/acme/client/leaver'])
 
     def test_no_session_tickets(self):
         s = session()
