@@ -372,6 +372,70 @@ class Verification(AuditCase):
         self.assertIn('chmod /query-me', table)
 
 
+class Export(AuditCase):
+    def test_query_exports_file_events_in_ecs_and_ocsf(self):
+        crfs('mkdir', '/exported')
+        crfs('rm', '/exported')
+        checkpointed()
+        ecs = [json.loads(x) for x in audit('query', logdir(), '--key', W().vkey, '--path', '/exported',
+                                            '--format', 'ecs').stdout.splitlines()]
+        made = [e for e in ecs if e['event']['action'] == 'mkdir']
+        self.assertTrue(made, ecs)
+        self.assertEqual(made[-1]['event']['category'], ['file'])
+        self.assertEqual(made[-1]['event']['type'], ['creation'])
+        self.assertEqual(made[-1]['event']['outcome'], 'success')
+        self.assertEqual(made[-1]['file']['path'], '/exported')
+        self.assertEqual(made[-1]['file']['type'], 'dir')
+        self.assertEqual(made[-1]['crfs']['tenant'], 'acme')
+        self.assertIn('deletion', [e['event']['type'][0] for e in ecs])
+        ocsf = [json.loads(x) for x in audit('query', logdir(), '--key', W().vkey, '--path', '/exported',
+                                             '--format', 'ocsf').stdout.splitlines()]
+        self.assertEqual({e['class_uid'] for e in ocsf}, {1001})
+        self.assertIn((1, 'Create', 100101), [(e['activity_id'], e['activity_name'], e['type_uid']) for e in ocsf])
+        self.assertIn(4, [e['activity_id'] for e in ocsf])
+        self.assertTrue(all(e['file']['path'] == '/exported' and e['status_id'] == 1 for e in ocsf))
+
+    def test_follow_prints_records_as_they_come_and_stops_at_a_forged_one(self):
+        """follow on a copy of the log that the test extends with the live log's new records (a
+        follower of the real log sees the same), then with a forged one."""
+        checkpointed()
+        d = self.copy_log()
+        path = os.path.join(d, 'records.jsonl')
+        with open(path, 'rb') as f:
+            kept = f.read()
+        kept = kept[:kept.rfind(b'\n') + 1]  # whole lines only
+        with open(path, 'wb') as f:
+            f.write(kept)
+        n = kept.count(b'\n')
+        follow = subprocess.Popen([CRFS_AUDIT, 'follow', d, '--key', W().vkey, '--event', 'transaction'],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            time.sleep(0.5)  # verified and waiting
+            crfs('mkdir', '/followed')
+            checkpointed()
+            with open(os.path.join(logdir(), 'records.jsonl'), 'rb') as f:
+                new = f.read().splitlines(keepends=True)[n:]
+            with open(path, 'ab') as f:
+                f.write(b''.join(new))
+            shutil.copy(os.path.join(logdir(), 'checkpoint'), os.path.join(d, 'checkpoint'))
+            line = json.loads(follow.stdout.readline())
+            self.assertEqual(line['ev'], 'transaction')
+            self.assertEqual(line['ops'][0]['path'], '/followed')
+            forged = dict(json.loads(new[-1]), i=n + len(new), ev='transaction', tenant='acme')
+            with open(path, 'ab') as f:
+                f.write(json.dumps(forged, sort_keys=True, separators=(',', ':')).encode() + b'\n')
+            follow.wait(10)
+            self.assertEqual(follow.returncode, 1)
+            self.assertIn(f'record {n + len(new)}', follow.stderr.read())
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait()
+            follow.stdout.close()
+            follow.stderr.close()
+            crfs('rm', '/followed', check=False)
+
+
 class Tampering(AuditCase):
     def verify(self, d, *extra):
         return audit('verify', d, '--key', W().vkey, *extra, check=False)

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/export.h"
 #include "audit/log.h"
 #include "audit/merkle.h"
 #include "audit/note.h"
@@ -559,6 +560,66 @@ TEST_F(Log, AKeyOthersCanReadIsNotUsed) {
   EXPECT_NE(s.status().message().find("chmod 600"), std::string::npos) << s.status().message();
   EXPECT_FALSE(Signer::Generate(Path("key.pem")).ok()) << "never overwrites a key";
   EXPECT_FALSE(Signer::Load(Path("key.pem"), "bad name").ok());
+}
+
+// Records as SIEMs ingest them (audit/export.h): one file event per
+// operation, with the ECS and OCSF 1001 fields docs/audit.md names.
+TEST(Export, FileEventsInEcsAndOcsf) {
+  const json denied = json::parse(R"({"cert":"ab12","client":"spiffe://d/tenant/acme/client/alice","decision":"deny",
+    "errno":"EPERM","ev":"transaction","gid":0,"i":41,"ops":[{"op":"create","path":"/bin/tool","perms":"4755",
+    "type":"file"},{"op":"rename","path":"/a/x","path2":"/b/y","type":"dir"}],"policy":"ff","prev":"00",
+    "reason":"setuid","rule":"no-setuid","session":3,"t":"2026-12-03T14:00:00.123Z","tenant":"acme","txn":9,"uid":0})");
+  const std::vector<json> ecs = ToEcs(denied);
+  ASSERT_EQ(ecs.size(), 2u);
+  EXPECT_EQ(ecs[0]["@timestamp"], "2026-12-03T14:00:00.123Z");
+  EXPECT_EQ(ecs[0]["event"]["category"], json::array({"file"}));
+  EXPECT_EQ(ecs[0]["event"]["type"], json::array({"creation"}));
+  EXPECT_EQ(ecs[0]["event"]["action"], "create");
+  EXPECT_EQ(ecs[0]["event"]["outcome"], "failure");
+  EXPECT_EQ(ecs[0]["event"]["sequence"], 41);
+  EXPECT_EQ(ecs[0]["file"]["path"], "/bin/tool");
+  EXPECT_EQ(ecs[0]["file"]["name"], "tool");
+  EXPECT_EQ(ecs[0]["file"]["mode"], "4755");
+  EXPECT_EQ(ecs[0]["rule"]["id"], "no-setuid");
+  EXPECT_EQ(ecs[0]["error"]["code"], "EPERM");
+  EXPECT_EQ(ecs[0]["user"]["id"], "0");
+  EXPECT_EQ(ecs[0]["tls"]["client"]["hash"]["sha256"], "ab12");
+  EXPECT_EQ(ecs[0]["tls"]["client"]["x509"]["alternative_names"], json::array({"spiffe://d/tenant/acme/client/alice"}));
+  EXPECT_EQ(ecs[0]["crfs"]["tenant"], "acme");
+  EXPECT_EQ(ecs[1]["event"]["type"], json::array({"change"}));
+  EXPECT_EQ(ecs[1]["crfs"]["path2"], "/b/y");
+
+  const std::vector<json> ocsf = ToOcsf(denied);
+  ASSERT_EQ(ocsf.size(), 2u);
+  EXPECT_EQ(ocsf[0]["class_uid"], 1001);
+  EXPECT_EQ(ocsf[0]["activity_id"], 1);
+  EXPECT_EQ(ocsf[0]["type_uid"], 100101);
+  EXPECT_EQ(ocsf[0]["time"], int64_t{1796306400123});
+  EXPECT_EQ(ocsf[0]["status_id"], 2);
+  EXPECT_EQ(ocsf[0]["status_code"], "EPERM");
+  EXPECT_EQ(ocsf[0]["file"]["type_id"], 1);
+  EXPECT_EQ(ocsf[0]["actor"]["user"]["name"], "spiffe://d/tenant/acme/client/alice");
+  EXPECT_EQ(ocsf[1]["activity_id"], 5);
+  EXPECT_EQ(ocsf[1]["file"]["type_id"], 2);
+  EXPECT_EQ(ocsf[1]["file_result"]["path"], "/b/y");
+
+  // Other records: ECS gets them in their category, OCSF (file events only) does not.
+  const json start = json::parse(R"({"ev":"session.start","i":1,"peer":"127.0.0.1:5000","t":"2026-12-03T14:00:00.000Z",
+    "tenant":"acme"})");
+  ASSERT_EQ(ToEcs(start).size(), 1u);
+  EXPECT_EQ(ToEcs(start)[0]["event"]["category"], json::array({"session"}));
+  EXPECT_EQ(ToEcs(start)[0]["event"]["type"], json::array({"start"}));
+  EXPECT_EQ(ToEcs(start)[0]["source"]["address"], "127.0.0.1");
+  EXPECT_TRUE(ToOcsf(start).empty());
+  const json result = json::parse(R"({"applied":true,"ev":"transaction.result","gen":5,"i":2,"of":1})");
+  EXPECT_EQ(ToEcs(result)[0]["event"]["outcome"], "success");
+  // Junk never throws.
+  for (const char* junk : {"[]", "7", R"({"ev":"transaction","ops":[1,"x",{"op":7}]})", R"({"ev":"read","op":[]})",
+                           R"({"ev":"transaction","uid":"x","i":-1,"t":5,"ops":[{"op":"create","size":"big"}]})",
+                           R"({"ev":"transaction.result","applied":"yes"})"}) {
+    EXPECT_NO_THROW((void)ToEcs(json::parse(junk))) << junk;
+    EXPECT_NO_THROW((void)ToOcsf(json::parse(junk))) << junk;
+  }
 }
 
 TEST(CheckRecord, RefusesWhatIsNotARecordAtItsPlace) {

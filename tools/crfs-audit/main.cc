@@ -3,6 +3,7 @@
 // It only reads the log (keygen writes a new key file and nothing else);
 // every check re-hashes what is stored and never trusts a stored hash.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "audit/export.h"
 #include "audit/log.h"
 #include "audit/merkle.h"
 #include "audit/note.h"
@@ -37,8 +39,15 @@ constexpr char kUsage[] =
     "                                   checkpoint (c2sp.org/tlog-proof@v1)\n"
     "  consistency DIR OLD --key VKEY   prove that the log only grew since checkpoint file OLD\n"
     "  query DIR --key VKEY [--tenant T] [--client ID] [--event EV] [--decision allow|deny]\n"
-    "        [--path PREFIX] [--rule ID] [--since RFC3339] [--until RFC3339] [--format json|table]\n"
-    "                                   the records that match, after verifying the log\n"
+    "        [--path PREFIX] [--rule ID] [--since RFC3339] [--until RFC3339] [--format FORMAT]\n"
+    "                                   the records that match, after verifying the log;\n"
+    "                                   FORMAT json (the records), table, ecs or ocsf (file\n"
+    "                                   events in Elastic Common Schema or OCSF 1001 fields)\n"
+    "  follow DIR --key VKEY [the filters and --format of query] [--from INDEX]\n"
+    "                                   verify the log, then print records as crfsd appends\n"
+    "                                   them (from INDEX, default: the end), each checked\n"
+    "                                   against the chain and every new checkpoint; exit 1\n"
+    "                                   at the first that does not verify\n"
     "\n"
     "VKEY is the verifier key (NAME+KEYID+KEY) or a file holding it.\n"
     "Exit status: 0 ok, 1 the log or a proof does not verify (or an error), 2 usage.\n";
@@ -197,10 +206,63 @@ std::vector<json> Ops(const json& j) {
   return out;
 }
 
+std::string Str(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : "";
+}
+
+// Does record `j` pass query's filters?
+bool Matches(const json& j, std::map<std::string, std::string>& opts) {
+  auto want = [&](const char* opt, const std::string& have) { return !opts.count(opt) || opts[opt] == have; };
+  if (!want("tenant", Str(j, "tenant")) || !want("client", Str(j, "client")) || !want("event", Str(j, "ev")) ||
+      !want("decision", Str(j, "decision")) || !want("rule", Str(j, "rule"))) {
+    return false;
+  }
+  if (opts.count("since") && Str(j, "t") < opts["since"]) return false;
+  if (opts.count("until") && Str(j, "t") > opts["until"]) return false;
+  if (opts.count("path")) {
+    bool hit = false;
+    for (const json& op : Ops(j)) {
+      for (const char* k : {"path", "path2"}) {
+        const std::string p = Str(op, k);
+        hit = hit || p.compare(0, opts["path"].size(), opts["path"]) == 0;
+      }
+    }
+    if (!hit) return false;
+  }
+  return true;
+}
+
+void PrintTableHeader() {
+  std::printf("%6s %-24s %-8s %-6s %-7s %-24s %s\n", "i", "t", "tenant", "decis.", "errno", "rule (or check)",
+              "event and operations");
+}
+
+// One record in `format` (json, table, ecs, ocsf); line is its stored text.
+void Print(const std::string& format, const std::string& line, const json& j) {
+  if (format == "json") {
+    std::printf("%s\n", line.c_str());
+  } else if (format == "ecs" || format == "ocsf") {
+    for (const json& e : format == "ecs" ? ToEcs(j) : ToOcsf(j)) {
+      std::printf("%s\n", e.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    }
+  } else {
+    std::string what = Str(j, "ev");
+    for (const json& op : Ops(j)) {
+      what += " " + Str(op, "op") + " " + Str(op, "path");
+      if (op.contains("path2")) what += " -> " + Str(op, "path2");
+    }
+    std::printf("%6lu %s %-8s %-6s %-7s %-24s %s\n", static_cast<unsigned long>(j.value("i", uint64_t{0})),
+                Str(j, "t").c_str(), Str(j, "tenant").c_str(), Str(j, "decision").c_str(), Str(j, "errno").c_str(),
+                (Str(j, "rule").empty() ? Str(j, "by") : Str(j, "rule")).c_str(), what.c_str());
+  }
+}
+
+bool KnownFormat(const std::string& f) { return f == "json" || f == "table" || f == "ecs" || f == "ocsf"; }
+
 int Query(const std::vector<std::string>& words, std::map<std::string, std::string>& opts) {
   if (words.size() != 1 || !opts.count("key")) return Usage();
   const std::string format = opts.count("format") ? opts["format"] : "json";
-  if (format != "json" && format != "table") return Usage();
+  if (!KnownFormat(format)) return Usage();
   auto v = LoadVerifier(opts["key"]);
   if (!v) return 1;
   // Answers come only from a log that verifies (a live tail is allowed:
@@ -214,50 +276,110 @@ int Query(const std::vector<std::string>& words, std::map<std::string, std::stri
   std::vector<std::string> lines;
   std::vector<Hash> leaves;
   if (crfs::Status s = ReadRecords(words[0], &lines, &leaves); !s.ok()) return Fail(s.message());
-  auto str = [](const json& j, const char* k) {
-    return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : "";
-  };
   size_t shown = 0;
-  if (format == "table") {
-    std::printf("%6s %-24s %-8s %-6s %-7s %-24s %s\n", "i", "t", "tenant", "decis.", "errno", "rule (or check)",
-                "event and operations");
-  }
+  if (format == "table") PrintTableHeader();
   for (const std::string& line : lines) {
     json j = json::parse(line, nullptr, false);
-    if (!j.is_object()) continue;
-    auto want = [&](const char* opt, const std::string& have) { return !opts.count(opt) || opts[opt] == have; };
-    if (!want("tenant", str(j, "tenant")) || !want("client", str(j, "client")) || !want("event", str(j, "ev")) ||
-        !want("decision", str(j, "decision")) || !want("rule", str(j, "rule"))) {
-      continue;
-    }
-    if (opts.count("since") && str(j, "t") < opts["since"]) continue;
-    if (opts.count("until") && str(j, "t") > opts["until"]) continue;
-    if (opts.count("path")) {
-      bool hit = false;
-      for (const json& op : Ops(j)) {
-        for (const char* k : {"path", "path2"}) {
-          const std::string p = str(op, k);
-          hit = hit || p.compare(0, opts["path"].size(), opts["path"]) == 0;
-        }
-      }
-      if (!hit) continue;
-    }
+    if (!j.is_object() || !Matches(j, opts)) continue;
     shown++;
-    if (format == "json") {
-      std::printf("%s\n", line.c_str());
-    } else {
-      std::string what = str(j, "ev");
-      for (const json& op : Ops(j)) {
-        what += " " + str(op, "op") + " " + str(op, "path");
-        if (op.contains("path2")) what += " -> " + str(op, "path2");
-      }
-      std::printf("%6lu %s %-8s %-6s %-7s %-24s %s\n", static_cast<unsigned long>(j.value("i", uint64_t{0})),
-                  str(j, "t").c_str(), str(j, "tenant").c_str(), str(j, "decision").c_str(), str(j, "errno").c_str(),
-                  (str(j, "rule").empty() ? str(j, "by") : str(j, "rule")).c_str(), what.c_str());
-    }
+    Print(format, line, j);
   }
   std::fprintf(stderr, "crfs-audit: %zu of %zu records\n", shown, lines.size());
   return 0;
+}
+
+// follow: the log verified once, then each record as it is appended --
+// checked against the chain (CheckRecord: its index, the hash of the one
+// before, canonical form) before it is printed, and each new checkpoint
+// checked (signature, and that its root is that of the records so far) as
+// it appears. A torn last line is waited for (crfsd may be mid-write).
+int Follow(const std::vector<std::string>& words, std::map<std::string, std::string>& opts) {
+  if (words.size() != 1 || !opts.count("key")) return Usage();
+  const std::string format = opts.count("format") ? opts["format"] : "json";
+  if (!KnownFormat(format)) return Usage();
+  auto v = LoadVerifier(opts["key"]);
+  if (!v) return 1;
+  const std::string dir = words[0];
+  VerifyResult r = Verify(dir, *v, nullptr);
+  for (const Finding& f : r.findings) {
+    if (f.error && !f.unsigned_tail) return Fail("the log does not verify (" + f.text + "): run crfs-audit verify");
+  }
+  std::vector<std::string> lines;
+  std::vector<Hash> leaves;
+  if (crfs::Status s = ReadRecords(dir, &lines, &leaves); !s.ok()) return Fail(s.message());
+  uint64_t from = lines.size();
+  if (opts.count("from")) {
+    char* end = nullptr;
+    from = std::strtoull(opts["from"].c_str(), &end, 10);
+    if (opts["from"].empty() || *end || opts["from"][0] == '-') return Usage();
+  }
+  CompactRange tree;
+  Hash prev{};
+  uint64_t signed_size = r.latest ? r.latest->size : 0;
+  std::string last_note;
+  (void)ReadFile(dir + "/checkpoint", &last_note);
+  if (format == "table") PrintTableHeader();
+  const std::string path = dir + "/records.jsonl";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Fail(path + ": " + std::strerror(errno));
+  std::string pending;  // a line without its newline yet
+  for (uint64_t i = 0;;) {
+    char buf[65536];
+    in.read(buf, sizeof(buf));
+    const std::streamsize got = in.gcount();
+    if (got > 0) {
+      pending.append(buf, static_cast<size_t>(got));
+      size_t nl;
+      while ((nl = pending.find('\n')) != std::string::npos) {
+        const std::string line = pending.substr(0, nl);
+        pending.erase(0, nl + 1);
+        json j;
+        if (std::string bad = CheckRecord(line, i, prev, &j); !bad.empty()) {
+          return Fail("record " + std::to_string(i) + " (line " + std::to_string(i + 1) + ") " + bad);
+        }
+        prev = LeafHash(line);
+        tree.Append(prev);
+        if (i >= from && Matches(j, opts)) {
+          Print(format, line, j);
+          std::fflush(stdout);
+        }
+        i++;
+      }
+      continue;
+    }
+    in.clear();
+    // Caught up: a new checkpoint must sign what is here (or a prefix
+    // this follower has not read yet, checked when it has).
+    std::string note;
+    if (ReadFile(dir + "/checkpoint", &note) && note != last_note) {
+      auto text = v->Open(note);
+      auto c = text.ok() ? Checkpoint::Parse(*text) : crfs::Result<Checkpoint>(text.status());
+      if (!c.ok()) return Fail("the new checkpoint does not verify: " + c.status().message());
+      if (c->size < signed_size) {
+        return Fail("the new checkpoint covers " + std::to_string(c->size) + " records, an earlier one " +
+                    std::to_string(signed_size) + ": the log was cut back");
+      }
+      if (c->size <= tree.size()) {
+        // Its root must be that of the first c->size records: the tree's
+        // own when it signs exactly what was read (the usual case), else
+        // recomputed from the file.
+        bool same = c->size == tree.size() && tree.Root() == c->root;
+        if (c->size < tree.size()) {
+          std::vector<std::string> l2;
+          std::vector<Hash> h2;
+          if (crfs::Status s = ReadRecords(dir, &l2, &h2); !s.ok()) return Fail(s.message());
+          same = h2.size() >= c->size && RootOf(std::span<const Hash>(h2).subspan(0, c->size)) == c->root;
+        }
+        if (!same) {
+          return Fail("the checkpoint of size " + std::to_string(c->size) +
+                      " does not sign the records followed: history was rewritten");
+        }
+        signed_size = c->size;
+        last_note = note;
+      }
+    }
+    usleep(200 * 1000);
+  }
 }
 
 }  // namespace
@@ -278,6 +400,7 @@ int main(int argc, char** argv) {
       {"prove", {"key"}},
       {"consistency", {"key"}},
       {"query", {"key", "tenant", "client", "event", "decision", "path", "rule", "since", "until", "format"}},
+      {"follow", {"key", "tenant", "client", "event", "decision", "path", "rule", "since", "until", "format", "from"}},
   };
   auto known = kOptions.find(cmd);
   if (known == kOptions.end()) {
@@ -307,5 +430,6 @@ int main(int argc, char** argv) {
   if (cmd == "checkpoint") return CheckpointCmd(words, opts);
   if (cmd == "prove") return Prove(words, opts);
   if (cmd == "consistency") return Consistency(words, opts);
+  if (cmd == "follow") return Follow(words, opts);
   return Query(words, opts);
 }
