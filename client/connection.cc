@@ -182,6 +182,8 @@ Status Connection::Hello(const ConnectOptions& o) {
 }
 
 Status Connection::SendBytes(const std::vector<uint8_t>& bytes) {
+  // After a reconnect that gave up there is no session until the next one.
+  if (!ssl_) return Status(Code::kIo, "not connected (the last reconnect did not succeed)");
   // Count what goes out (whole frames; raw test bytes may not decode).
   for (size_t pos = 0; pos < bytes.size();) {
     auto h = proto::DecodeHeader(proto::Bytes(bytes).subspan(pos));
@@ -208,6 +210,7 @@ Status Connection::SendBytes(const std::vector<uint8_t>& bytes) {
 }
 
 Result<proto::Frame> Connection::Receive() {
+  if (!ssl_) return Status(Code::kIo, "not connected (the last reconnect did not succeed)");
   uint8_t buf[65536];
   for (;;) {
     auto f = in_.Pop();
