@@ -175,14 +175,19 @@ void AdminSocket::Answer(int fd, const nlohmann::json& answer) {
     };
     (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   }
+  (void)SendAll(fd, text);  // a peer that went away gets nothing
+  Close(fd);
+}
+
+bool SendAll(int fd, std::string_view text) {
   size_t off = 0;
   while (off < text.size()) {
     const ssize_t n = send(fd, text.data() + off, text.size() - off, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
+    if (n <= 0) return false;
     off += static_cast<size_t>(n);
   }
-  Close(fd);
+  return true;
 }
 
 void AdminSocket::Expire(int64_t now_ms) {

@@ -27,11 +27,17 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "proto/status.h"
 
 namespace crfs::server {
+
+// Writes all of `text` to the stream socket `fd` (EINTR retried, no
+// SIGPIPE); false if the peer went away or a send timeout passed. Used by
+// both ends of the admin socket (crfsd here, crfsctl).
+bool SendAll(int fd, std::string_view text);
 
 class AdminSocket {
  public:

@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -407,10 +408,10 @@ class Export(AuditCase):
         with open(path, 'wb') as f:
             f.write(kept)
         n = kept.count(b'\n')
-        follow = subprocess.Popen([CRFS_AUDIT, 'follow', d, '--key', W().vkey, '--event', 'transaction'],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # --from: whenever follow reads the file, it prints from record n on.
+        follow = subprocess.Popen([CRFS_AUDIT, 'follow', d, '--key', W().vkey, '--event', 'transaction',
+                                   '--from', str(n)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            time.sleep(0.5)  # verified and waiting
             crfs('mkdir', '/followed')
             checkpointed()
             with open(os.path.join(logdir(), 'records.jsonl'), 'rb') as f:
@@ -418,6 +419,8 @@ class Export(AuditCase):
             with open(path, 'ab') as f:
                 f.write(b''.join(new))
             shutil.copy(os.path.join(logdir(), 'checkpoint'), os.path.join(d, 'checkpoint'))
+            ready, _, _ = select.select([follow.stdout], [], [], 60)
+            self.assertTrue(ready, 'follow printed nothing in 60 s')
             line = json.loads(follow.stdout.readline())
             self.assertEqual(line['ev'], 'transaction')
             self.assertEqual(line['ops'][0]['path'], '/followed')

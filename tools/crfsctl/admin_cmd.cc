@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "server/admin_socket.h"
 #include "server/config.h"
 #include "tools/crfsctl/commands.h"
 
@@ -63,14 +64,7 @@ bool Ask(const std::string& path, const json& request, json* answer) {
     if (fd >= 0) close(fd);
     return false;
   }
-  const std::string text = request.dump();
-  size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = send(fd, text.data() + off, text.size() - off, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    off += static_cast<size_t>(n);
-  }
+  (void)server::SendAll(fd, request.dump());  // a refusal is still read below
   shutdown(fd, SHUT_WR);
   std::string got;
   char buf[65536];
